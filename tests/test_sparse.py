@@ -1,0 +1,301 @@
+"""twist_lib.sparse against dense torch conv3d / conv_transpose3d (the independent reference).
+
+A sparse tensor is scattered into a zero-filled dense grid; the submanifold convolution must equal
+the dense convolution read at the active sites, the k2 s2 convolution the dense strided one read at
+the output sites, and the transposed convolution the dense transposed one read at the target sites.
+Forward and gradients (features and weights) are compared in float64.
+"""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from twist_lib import sparse
+from twist_lib.sparse import minkowski_backend, torch_backend
+
+HAVE_ME = minkowski_backend.is_available()
+NO_ME_REASON = f"MinkowskiEngine is not installed ({minkowski_backend.IMPORT_ERROR})"
+BACKENDS = [
+    "torch",
+    pytest.param("minkowski", marks=[pytest.mark.minkowski,
+                                     pytest.mark.skipif(not HAVE_ME, reason=NO_ME_REASON)]),
+]
+LO = -8           # dense grid origin (a multiple of 4 so that stride-2 cells align with floor)
+EXTENT = 16       # dense grid size per axis, coordinates in [LO, LO + EXTENT)
+BATCH = 2
+
+
+def random_coords(seed, n=260, stride=1, extent=EXTENT):
+    """Unique (batch, x, y, z) with negative and positive coordinates, multiples of stride."""
+    gen = np.random.default_rng(seed)
+    cells = extent // stride
+    pts = np.stack([gen.integers(0, BATCH, n)] +
+                   [LO + stride * gen.integers(0, cells, n) for _ in range(3)], axis=1)
+    return torch.from_numpy(np.unique(pts, axis=0)).int()
+
+
+def to_dense(coords, feats, stride):
+    """Scatter features into (B, C, G, G, G) on the stride grid (differentiable in feats)."""
+    grid = EXTENT // stride
+    idx = ((coords[:, 1:].long() - LO) // stride).unbind(1)
+    dense = feats.new_zeros(BATCH, grid, grid, grid, feats.shape[1])
+    dense = dense.index_put((coords[:, 0].long(),) + idx, feats)
+    return dense.permute(0, 4, 1, 2, 3)
+
+
+def read_dense(dense, coords, stride):
+    idx = ((coords[:, 1:].long() - LO) // stride).unbind(1)
+    return dense.permute(0, 2, 3, 4, 1)[(coords[:, 0].long(),) + idx]
+
+
+def dense_weight(weight, ksize):
+    """(K, cin, cout) in lexicographic (dx, dy, dz) order -> conv3d weight (cout, cin, k, k, k)."""
+    return weight.reshape(ksize, ksize, ksize, *weight.shape[1:]).permute(4, 3, 0, 1, 2)
+
+
+def grads_of(out, feats, weight, seed=0):
+    """Gradients of a fixed random linear functional of ``out``."""
+    probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed),
+                        dtype=out.dtype)
+    return torch.autograd.grad((out * probe).sum(), (feats, weight))
+
+
+def assert_close(actual, expected, rtol=1e-6):
+    scale = expected.abs().max().clamp_min(1e-12)
+    err = (actual - expected).abs().max() / scale
+    assert err < rtol, f"relative error {err:.3g}"
+
+
+def make_input(seed, cin, stride=1, backend="torch", n=260):
+    coords = random_coords(seed, n=n, stride=stride)
+    feats = torch.randn(len(coords), cin, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(seed)).requires_grad_()
+    return coords, feats, sparse.SparseTensor(coords, feats, stride=stride, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("stride,ksize", [(1, 3), (2, 3), (1, 5), (1, 1)])
+def test_submanifold_matches_dense_conv(backend, stride, ksize):
+    coords, feats, x = make_input(1 + stride + ksize, 3, stride, backend)
+    conv = sparse.SubMConv3d(3, 4, kernel_size=ksize, bias=True).double()
+    out = conv(x)
+    assert torch.equal(out.coords, x.coords)
+    dense = F.conv3d(to_dense(coords, feats, stride), dense_weight(conv.weight, ksize),
+                     conv.bias, padding=ksize // 2)
+    expected = read_dense(dense, coords, stride)
+    assert_close(out.feats, expected)
+    for got, want in zip(grads_of(out.feats, feats, conv.weight),
+                         grads_of(expected, feats, conv.weight)):
+        assert_close(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_down_conv_matches_dense_strided_conv(backend, stride):
+    coords, feats, x = make_input(7 + stride, 3, stride, backend)
+    conv = sparse.DownConv3d(3, 5).double()
+    out = conv(x)
+    step = 2 * stride
+    parents = {(b, *(np.floor_divide(xyz, step) * step)) for b, *xyz in coords.tolist()}
+    assert out.stride == step
+    assert sorted(map(tuple, out.coords.tolist())) == sorted(parents)
+    dense = F.conv3d(to_dense(coords, feats, stride), dense_weight(conv.weight, 2), stride=2)
+    expected = read_dense(dense, out.coords, step)
+    assert_close(out.feats, expected)
+    for got, want in zip(grads_of(out.feats, feats, conv.weight),
+                         grads_of(expected, feats, conv.weight)):
+        assert_close(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_up_conv_matches_dense_transposed_conv(backend, stride):
+    coords, _, fine = make_input(11 + stride, 3, stride, backend)
+    coarse_coords = sparse.DownConv3d(3, 3).double()(fine).coords
+    coarse_feats = torch.randn(len(coarse_coords), 4, dtype=torch.float64).requires_grad_()
+    coarse = sparse.SparseTensor.from_manager(fine.manager, 2 * stride, coarse_feats, backend)
+    conv = sparse.UpConv3d(4, 6, bias=True).double()
+    out = conv(coarse, fine)
+    assert torch.equal(out.coords, fine.coords)
+    w_t = conv.weight.reshape(2, 2, 2, 4, 6).permute(3, 4, 0, 1, 2)
+    dense = F.conv_transpose3d(to_dense(coarse_coords, coarse_feats, 2 * stride), w_t,
+                               conv.bias, stride=2)
+    expected = read_dense(dense, coords, stride)
+    assert_close(out.feats, expected)
+    for got, want in zip(grads_of(out.feats, coarse_feats, conv.weight),
+                         grads_of(expected, coarse_feats, conv.weight)):
+        assert_close(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_entries_do_not_leak(backend):
+    xyz = random_coords(3)[:, 1:]
+    xyz = torch.from_numpy(np.unique(xyz.numpy(), axis=0))
+    coords = torch.cat([torch.cat([torch.full((len(xyz), 1), b, dtype=torch.int32), xyz], 1)
+                        for b in range(2)])
+    feats = torch.randn(len(coords), 2, dtype=torch.float64)
+    sub, down = sparse.SubMConv3d(2, 3).double(), sparse.DownConv3d(2, 3).double()
+    up = sparse.UpConv3d(3, 3).double()
+
+    def batch0_outputs(f):
+        x = sparse.SparseTensor(coords, f, backend=backend)
+        y = down(x)
+        return sub(x).feats[:len(xyz)], up(y, x).feats[:len(xyz)]
+
+    changed = feats.clone()
+    changed[len(xyz):] = torch.randn(len(xyz), 2, dtype=torch.float64) * 100
+    for before, after in zip(batch0_outputs(feats), batch0_outputs(changed)):
+        assert torch.equal(before, after)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_isolated_voxels_only_see_the_kernel_centre(backend):
+    coords = torch.tensor([[0, -9, 0, 3], [0, 0, 0, 0], [1, 0, 0, 0], [0, 7, -5, 0]],
+                          dtype=torch.int32)
+    feats = torch.randn(4, 3, dtype=torch.float64)
+    conv = sparse.SubMConv3d(3, 2).double()
+    out = conv(sparse.SparseTensor(coords, feats, backend=backend))
+    assert_close(out.feats, feats @ conv.weight[13].detach())
+    down = sparse.DownConv3d(3, 2).double()
+    y = down(sparse.SparseTensor(coords, feats, backend=backend))
+    # each voxel is alone in its 2x2x2 cell: (-9,0,3) -> (-10,0,2) uses offset (1,0,1) = index 5
+    row = y.coords.tolist().index([0, -10, 0, 2])
+    assert_close(y.feats[row], feats[0] @ down.weight[5].detach())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_tensor(backend):
+    x = sparse.SparseTensor(torch.zeros(0, 4, dtype=torch.int32),
+                            torch.zeros(0, 3, requires_grad=True), backend=backend)
+    y = sparse.SubMConv3d(3, 4)(x)
+    assert y.feats.shape == (0, 4)
+    y.feats.sum().backward()
+
+
+def plain_autograd_conv(feats, weight, kmap):
+    """Reference: the same gather-GEMM-scatter written with out-of-place autograd ops."""
+    out = feats.new_zeros(kmap.n_out, weight.shape[2])
+    rows = torch.arange(len(feats))
+    for pair, w in zip(kmap.pairs, weight):
+        i, o = (rows, rows) if pair is None else pair
+        out = out.index_add(0, o, feats[i] @ w)
+    return out
+
+
+def test_custom_backward_matches_plain_autograd_and_gradcheck():
+    coords, feats, x = make_input(5, 3, n=120)
+    weight = torch.randn(27, 3, 2, dtype=torch.float64, requires_grad=True)
+    kmap = torch_backend.submanifold_map(x.manager, 1, 3)
+    out = torch_backend.sparse_conv(feats, weight, kmap)
+    expected = plain_autograd_conv(feats, weight, kmap)
+    assert_close(out, expected, rtol=1e-12)
+    for got, want in zip(grads_of(out, feats, weight), grads_of(expected, feats, weight)):
+        assert_close(got, want, rtol=1e-12)
+    small = torch.randn(len(coords), 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f, w: torch_backend.sparse_conv(f, w, kmap),
+                                    (small, weight[:, :2].detach().requires_grad_()))
+
+
+def test_neighbour_maps_are_built_once_per_resolution(monkeypatch):
+    _, _, x = make_input(2, 3)
+    calls = []
+    lookup = x.manager.lookup
+    monkeypatch.setattr(x.manager, "lookup", lambda *a: calls.append(a[0]) or lookup(*a))
+    a, b = sparse.SubMConv3d(3, 3).double(), sparse.SubMConv3d(3, 3).double()
+    b(sparse.ReLU()(a(x)))
+    assert len(calls) == 13  # half of the 26 non-centre offsets, searched once for both layers
+    down, up = sparse.DownConv3d(3, 3).double(), sparse.UpConv3d(3, 3).double()
+    y = down(x)
+    up(down(x), x)
+    assert down(x).coords is y.coords
+
+
+def test_autocast_bfloat16_runs_in_low_precision():
+    coords, feats, _ = make_input(4, 8)
+    feats = feats.detach().float()
+    conv = sparse.SubMConv3d(8, 8)
+    reference = conv(sparse.SparseTensor(coords, feats, backend="torch")).feats
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv(sparse.SparseTensor(coords, feats, backend="torch")).feats
+    assert out.dtype == torch.bfloat16
+    assert_close(out.float(), reference, rtol=3e-2)
+    out.float().sum().backward()
+    assert conv.weight.grad.dtype == torch.float32
+
+
+def test_batchnorm_relu_cat_act_on_feature_rows():
+    coords, feats, x = make_input(6, 3)
+    bn = sparse.BatchNorm(3).double()
+    y = sparse.ReLU()(bn(x))
+    mean, var = feats.mean(0), feats.var(0, unbiased=False)
+    assert_close(y.feats, torch.relu((feats - mean) / torch.sqrt(var + bn.eps)))
+    z = sparse.cat(x, y)
+    assert torch.equal(z.feats, torch.cat([feats, y.feats], 1)) and z.coords is x.coords
+
+
+def test_bad_inputs_raise_clear_errors(monkeypatch):
+    coords = torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3]], dtype=torch.int32)
+    with pytest.raises(ValueError, match="unique"):
+        sparse.SparseTensor(coords, torch.zeros(2, 1), backend="torch")
+    with pytest.raises(ValueError, match="multiples of stride"):
+        sparse.SparseTensor(coords[:1], torch.zeros(1, 1), stride=2, backend="torch")
+    with pytest.raises(TypeError, match="integers"):
+        sparse.SparseTensor(coords.float(), torch.zeros(2, 1), backend="torch")
+    _, _, x = make_input(8, 3)
+    with pytest.raises(ValueError, match="input channels"):
+        sparse.SubMConv3d(4, 4)(x)
+    _, _, other = make_input(9, 3)
+    with pytest.raises(ValueError, match="down-sampled from"):
+        sparse.UpConv3d(3, 3)(sparse.DownConv3d(3, 3)(other), x)
+    with pytest.raises(ValueError, match="unknown sparse backend"):
+        sparse.resolve_backend("spconv")
+    monkeypatch.setattr(minkowski_backend, "ME", None)
+    assert sparse.available_backends() == ["torch"] and sparse.resolve_backend() == "torch"
+    with pytest.raises(ImportError, match="MinkowskiEngine"):
+        sparse.resolve_backend("minkowski")
+
+
+def tiny_unet(cin=3, m=4):
+    """Two levels: SubM, down, SubM, up, skip concat, SubM."""
+    return torch.nn.ModuleDict(dict(
+        stem=sparse.SubMConv3d(cin, m), bn=sparse.BatchNorm(m), down=sparse.DownConv3d(m, 2 * m),
+        mid=sparse.SubMConv3d(2 * m, 2 * m), up=sparse.UpConv3d(2 * m, m),
+        head=sparse.SubMConv3d(2 * m, 2, bias=True))).double()
+
+
+def run_unet(net, x):
+    skip = sparse.ReLU()(net["bn"](net["stem"](x)))
+    deep = net["up"](net["mid"](net["down"](skip)), skip)
+    return net["head"](sparse.cat(skip, deep)).feats
+
+
+@pytest.mark.minkowski
+@pytest.mark.skipif(not HAVE_ME, reason=NO_ME_REASON)
+def test_backends_agree_and_share_checkpoints():
+    coords = random_coords(21, n=400)
+    feats = torch.randn(len(coords), 3, dtype=torch.float64)
+    net_torch = tiny_unet()
+    net_me = tiny_unet()
+    net_me.load_state_dict(net_torch.state_dict())
+    outs, grads = [], []
+    for net, backend in ((net_torch, "torch"), (net_me, "minkowski")):
+        f = feats.clone().requires_grad_()
+        out = run_unet(net, sparse.SparseTensor(coords, f, backend=backend))
+        params = [f] + list(net.parameters())
+        probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(3),
+                            dtype=out.dtype)
+        outs.append(out)
+        grads.append(torch.autograd.grad((out * probe).sum(), params))
+    assert_close(outs[1], outs[0], rtol=1e-10)
+    for got, want in zip(grads[1], grads[0]):
+        assert_close(got, want, rtol=1e-10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_torch_backend_on_cuda_matches_cpu():
+    coords, feats, x = make_input(13, 3)
+    net = tiny_unet()
+    expected = run_unet(net, x)
+    out = run_unet(net.cuda(), sparse.SparseTensor(coords.cuda(), feats.detach().cuda(),
+                                                   backend="torch"))
+    assert_close(out.cpu(), expected.detach(), rtol=1e-10)

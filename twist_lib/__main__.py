@@ -1,0 +1,65 @@
+"""Command line of twist_lib::
+
+    python -m twist_lib train --config configs/baseline_synthetic.yaml [--profile cpu] [--resume] [key=value ...]
+    (--resume continues the run folder's last checkpoint; --resume-if-exists does so only if there is one)
+    python -m twist_lib config [--profile cpu]          # every config key, its default and meaning
+    python -m twist_lib evaluate --gt GT --pred PRED     # the ScanNet benchmark (twist_lib.evaluate)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _train(args) -> int:
+    from .config import Config
+    from .trainer import train
+    cfg = Config.from_sources(profile=args.profile, yaml_path=args.config, overrides=args.overrides)
+    print(f"run folder: {cfg.resolved_run_dir()}")
+    metrics = train(cfg, resume="auto" if args.resume_if_exists else args.resume)
+    keys = [k for k in ("AP", "AP50", "AP25", "miou", "macc") if k in metrics]
+    print("final validation: " + "  ".join(f"{k}={metrics[k]:.4f}" for k in keys))
+    return 0
+
+
+def _config(args) -> int:
+    from .config import Config
+    cfg = Config.for_profile(args.profile)
+    print(f"config keys (profile {args.profile}: values shown are that profile's):")
+    for key, value in cfg.to_dict().items():
+        print(f"  {key} = {value!r}")
+    print("\nmeaning:\n" + Config.help())
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["evaluate"]:
+        from .evaluate import main as evaluate_main
+        return evaluate_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m twist_lib", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train the Sup-only baseline Phi")
+    p.add_argument("--config", help="YAML config (keys: python -m twist_lib config)")
+    p.add_argument("--profile", default=None, help="smoke | cpu | gpu (default: the YAML's, else cpu)")
+    p.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
+    p.add_argument("--resume-if-exists", action="store_true",
+                   help="resume when the run folder has a checkpoint, else start fresh")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    p.set_defaults(func=_train)
+    p = sub.add_parser("config", help="list config keys with defaults and meaning")
+    p.add_argument("--profile", default="cpu")
+    p.set_defaults(func=_config)
+    sub.add_parser("evaluate", help="ScanNet-benchmark evaluation of prediction files")
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, TypeError, ValueError, FileNotFoundError, FileExistsError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

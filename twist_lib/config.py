@@ -1,0 +1,180 @@
+"""One config object per job: :class:`Config`.
+
+Every key is a flat, documented field, so the same names serve as YAML keys (``configs/*.yaml``),
+command-line overrides (``key=value``) and papermill parameters of the book's notebooks.
+A *profile* (``smoke``, ``cpu``, ``gpu``) only changes sizes and steps, never the code path.
+
+Example::
+
+    cfg = Config.from_sources(profile="cpu", yaml_path="configs/baseline_synthetic.yaml",
+                              overrides=["steps=500", "label_ratio=10"])
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class Config:
+    # --- job -----------------------------------------------------------------------------------
+    profile: str = _f("cpu", "smoke (seconds, tests) | cpu (minutes, default) | gpu (paper settings)")
+    run_dir: str = _f("", "run folder (config, log, checkpoints); '' = runs/<dataset>_<profile>_<ratio>pct")
+    seed: int = _f(0, "seed of model init, data order and augmentation")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    # --- data ----------------------------------------------------------------------------------
+    dataset: str = _f("synthetic", "synthetic | scannet | s3dis (class spec for evaluation)")
+    data_root: str = _f("data/synthetic_cpu", "prepared dataset folder (meta.json, scenes/, gt/)")
+    synthetic_scenes: int = _f(120, "synthetic only: scenes to generate when data_root is missing")
+    synthetic_size: str = _f("cpu", "synthetic only: cpu (10-30k points/scene) | scannet (100-200k)")
+    label_ratio: str = _f("5", "labelled split: percentage of the train list (1, 5, 10, 20)")
+    voxel_size: float = _f(0.02, "voxel edge in metres (2 cm, SPEC)")
+    max_points: int = _f(250000, "training crop: at most this many points per scene (SPEC)")
+    use_xyz_features: bool = _f(False, "append xyz to the rgb input features")
+    elastic: bool = _f(True, "elastic distortion augmentation")
+    num_workers: int = _f(0, "DataLoader worker processes")
+    # --- model ---------------------------------------------------------------------------------
+    model_size: str = _f("small", "tiny | small | paper (see twist_lib.network.MODEL_SIZES)")
+    backend: str = _f("auto", "sparse convolution backend: auto | torch | minkowski")
+    # --- optimisation (paper Sec. 5.1) -----------------------------------------------------------
+    steps: int = _f(2000, "training steps (paper: 10k per round)")
+    batch_size: int = _f(4, "labelled scenes per step (paper: 4 labelled + 4 unlabelled)")
+    lr: float = _f(0.1, "SGD learning rate of Phi (paper: 0.1)")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(1e-4, "SGD weight decay")
+    poly_power: float = _f(0.9, "polynomial learning-rate decay power (paper: 0.9)")
+    amp: bool = _f(True, "mixed precision (bfloat16 autocast) when on a GPU")
+    # --- bookkeeping ---------------------------------------------------------------------------
+    log_every: int = _f(20, "steps between log lines in log.csv")
+    val_every: int = _f(500, "steps between validations (0 = only at the end)")
+    ckpt_every: int = _f(200, "steps between checkpoints (last.pt, written atomically)")
+    val_scenes: int = _f(0, "validate on at most this many val scenes (0 = all)")
+    progress: bool = _f(True, "tqdm progress bars")
+    # --- module A clustering and evaluation (SPEC) ---------------------------------------------
+    cluster_radius: float = _f(0.03, "BFS radius on shifted points p + o_hat, metres (PointGroup)")
+    cluster_min_points: int = _f(50, "smallest proposal kept, points (PointGroup)")
+    eval_min_region: int = _f(100, "ScanNet benchmark min_region_size, points")
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def help(cls) -> str:
+        """One line per key: name, default and meaning (what ``--help`` prints)."""
+        return "\n".join(f"  {f.name:20s} = {f.default!r:24}  {f.metadata['help']}" for f in fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: dict, where: str = "config") -> "Config":
+        cfg = cls()
+        cfg.update(values, where)
+        return cfg
+
+    def update(self, values: dict, where: str = "config") -> "Config":
+        """Set keys from a dict, checking names and types; unknown keys raise with a suggestion."""
+        types = {f.name: type(f.default) for f in fields(self)}
+        for key, value in values.items():
+            if key not in types:
+                close = difflib.get_close_matches(key, types, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise KeyError(f"{where}: unknown config key '{key}'{hint}. Valid keys:\n{self.help()}")
+            setattr(self, key, _coerce(value, types[key], key, where))
+        return self
+
+    @classmethod
+    def from_sources(cls, profile: str | None = None, yaml_path: str | None = None,
+                     overrides: list[str] | dict | None = None) -> "Config":
+        """Profile defaults, then a YAML file, then ``key=value`` overrides (later wins).
+
+        The profile is ``profile`` if given (e.g. ``--profile`` on the command line), else the
+        YAML's or the overrides' ``profile`` key, else ``cpu``."""
+        values = {}
+        if yaml_path:
+            values.update(load_yaml(yaml_path))
+        if isinstance(overrides, dict):
+            values.update(overrides)
+        elif overrides:
+            values.update(parse_overrides(overrides))
+        yaml_profile = values.pop("profile", None)
+        profile = profile or yaml_profile or "cpu"  # an explicit profile argument wins
+        cfg = cls.for_profile(profile)
+        return cfg.update(values, yaml_path or "overrides")
+
+    @classmethod
+    def for_profile(cls, profile: str, **overrides) -> "Config":
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile '{profile}'; choose one of {sorted(PROFILES)}")
+        cfg = cls(profile=profile)
+        cfg.update(PROFILES[profile], f"profile {profile}")
+        return cfg.update(overrides, "arguments")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def resolved_run_dir(self) -> Path:
+        if self.run_dir:
+            return Path(self.run_dir)
+        return Path("runs") / f"{self.dataset}_{self.profile}_{self.label_ratio}pct"
+
+
+# A profile changes sizes and steps only (issue: "never the code path").
+PROFILES: dict[str, dict] = {
+    "smoke": dict(data_root="data/synthetic_smoke", synthetic_scenes=12, model_size="tiny",
+                  steps=6, batch_size=2, log_every=2, val_every=0, ckpt_every=3, val_scenes=2,
+                  label_ratio="20", cluster_min_points=20, eval_min_region=20),
+    "cpu": dict(data_root="data/synthetic_cpu", synthetic_scenes=120, model_size="small",
+                steps=1500, batch_size=4, val_every=500, ckpt_every=100, val_scenes=24),
+    "gpu": dict(data_root="data/synthetic_scannet", synthetic_size="scannet", synthetic_scenes=600,
+                model_size="paper", steps=10000, batch_size=4, val_every=2000, ckpt_every=500,
+                num_workers=8),
+}
+
+
+def _coerce(value, typ, key, where):
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+    elif typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif typ is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif typ is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"{where}: config key '{key}' must be {typ.__name__}, got {value!r}")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["steps=100", "amp=false"]`` -> ``{"steps": 100, "amp": False}`` (YAML scalars)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def load_yaml(path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: config file not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file must be a mapping of key: value")
+    return data

@@ -1,0 +1,156 @@
+"""The scenes of one split of a prepared dataset folder, augmented, as a torch ``Dataset``.
+
+Splits (``meta.json`` -> ``splits``, see :mod:`twist_lib.data.io` and :mod:`twist_lib.data.splits`):
+
+* ``"train"``, ``"val"``: the lists of the same name.
+* ``"labelled"``: ``splits["labelled_<ratio>"]`` for ``label_ratio`` (percent, e.g. 5).
+* ``"unlabelled"``: the train scenes not in that labelled list. Its items never carry labels:
+  ``semantic`` and ``instance`` are all -100 and ``offset`` is zero, whatever is on disk. The
+  stored ground truth is only reachable through the explicit :meth:`SceneDataset.ground_truth`,
+  meant for measuring pseudo-label quality (SPEC.md, "Evaluation"), never for training.
+
+Each item is a scene dict after augmentation plus ``offset`` (N, 3) float32, the offset targets
+computed on the augmented coordinates (:func:`twist_lib.data.transforms.instance_offsets`).
+Augmentation randomness comes from ``numpy.random.default_rng([seed, epoch, index])``, so an item
+depends only on (seed, epoch, index), not on worker count or access order; call
+:meth:`SceneDataset.set_epoch` at the start of every epoch (with a ``DataLoader``, before creating
+its iterator, and without ``persistent_workers``, whose workers keep an old copy).
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from .classes import IGNORE_INDEX
+from .batch import collate
+from .io import read_meta, load_scene, scene_path
+from .splits import labelled_split_name
+from .transforms import instance_offsets
+from .voxels import VOXEL_SIZE
+
+SPLITS = ("train", "val", "labelled", "unlabelled")
+
+
+def split_scene_names(root, meta: dict, split: str, label_ratio=None) -> list[str]:
+    """Scene names of ``split`` (one of :data:`SPLITS`); an error naming ``meta.json`` and the
+    available splits if the needed list is missing."""
+    meta_path = Path(root) / "meta.json"
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    available = sorted(meta["splits"])
+
+    def lookup(key):
+        if key not in meta["splits"]:
+            hint = " (make it with data_scripts/make_splits.py)" if key.startswith("labelled_") else ""
+            raise ValueError(f"{meta_path}: no split '{key}'{hint}; available splits: {available}")
+        return list(meta["splits"][key])
+
+    if split in ("train", "val"):
+        return lookup(split)
+    if label_ratio is None:
+        raise ValueError(f"split {split!r} needs label_ratio (percent, e.g. 5)")
+    labelled = lookup(labelled_split_name(label_ratio))
+    if split == "labelled":
+        return labelled
+    labelled_set = set(labelled)
+    return [n for n in lookup("train") if n not in labelled_set]
+
+
+def hide_labels(scene: dict) -> dict:
+    """The scene with ``semantic`` and ``instance`` replaced by all -100."""
+    n = len(scene["xyz"])
+    return {**scene, "semantic": np.full(n, IGNORE_INDEX, dtype=np.int64),
+            "instance": np.full(n, IGNORE_INDEX, dtype=np.int64)}
+
+
+class SceneDataset(Dataset):
+    """One split of a prepared dataset folder (module docstring).
+
+    Parameters
+    ----------
+    root : path
+        Prepared dataset folder (``meta.json`` + ``scenes/``).
+    split : {"labelled", "unlabelled", "val", "train"}
+    label_ratio : float, optional
+        Label ratio in percent; required for "labelled" and "unlabelled", ignored otherwise.
+    transforms : callable ``(scene, rng) -> scene``, optional
+        Augmentation, e.g. :func:`twist_lib.data.transforms.default_train_transforms`.
+    voxel_size : float
+        Voxel edge in metres, used by :attr:`collate_fn`.
+    seed : int
+        Seed of the augmentation randomness.
+    use_xyz_features : bool
+        Whether :attr:`collate_fn` appends centred xyz to the rgb features.
+    cache : bool
+        Keep loaded scenes in memory (per process).
+    """
+
+    def __init__(self, root, split: str, label_ratio=None, transforms=None,
+                 voxel_size: float = VOXEL_SIZE, seed: int = 0, use_xyz_features: bool = False,
+                 cache: bool = True):
+        self.root = Path(root)
+        self.meta = read_meta(self.root)
+        self.split = split
+        self.label_ratio = label_ratio
+        self.names = split_scene_names(self.root, self.meta, split, label_ratio)
+        self.transforms = transforms
+        self.voxel_size = float(voxel_size)
+        self.seed = int(seed)
+        self.use_xyz_features = bool(use_xyz_features)
+        self.hides_labels = split == "unlabelled"
+        self.epoch = 0
+        self._cache = {} if cache else None
+        missing = [scene_path(self.root, n) for n in self.names if not scene_path(self.root, n).exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"{self.root / 'meta.json'}: split '{split}' lists {len(missing)} scene(s) with no "
+                f"file, e.g. {[str(p) for p in missing[:3]]}")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation randomness of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def generator(self, index: int) -> np.random.Generator:
+        """The generator that augments item ``index`` in the current epoch."""
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    def _stored(self, index: int) -> dict:
+        """A private copy of the scene as stored on disk (labels included)."""
+        name = self.names[index]
+        if self._cache is None:
+            return load_scene(scene_path(self.root, name))
+        if name not in self._cache:
+            self._cache[name] = load_scene(scene_path(self.root, name))
+        return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in self._cache[name].items()}
+
+    def __getitem__(self, index: int) -> dict:
+        scene = self._stored(index)
+        if self.hides_labels:
+            scene = hide_labels(scene)
+        if self.transforms is not None:
+            scene = self.transforms(scene, self.generator(index))
+        scene["offset"] = instance_offsets(scene["xyz"], scene["instance"])
+        return scene
+
+    def ground_truth(self, index: int) -> dict:
+        """The stored, un-augmented scene with its labels and ``offset`` targets — for evaluating
+        pseudo labels of the unlabelled split only; training code must not call this."""
+        scene = self._stored(index)
+        scene["offset"] = instance_offsets(scene["xyz"], scene["instance"])
+        return scene
+
+    @property
+    def collate_fn(self):
+        """:func:`twist_lib.data.batch.collate` with this dataset's voxel size and features."""
+        return functools.partial(collate, voxel_size=self.voxel_size,
+                                 use_xyz_features=self.use_xyz_features)
+
+    def __repr__(self):
+        ratio = f", label_ratio={self.label_ratio}" if self.label_ratio is not None else ""
+        return f"SceneDataset({str(self.root)!r}, {self.split!r}{ratio}, {len(self)} scenes)"

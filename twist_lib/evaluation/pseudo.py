@@ -1,0 +1,81 @@
+"""Quality of pseudo labels against the ground truth (paper Fig. 4; SPEC.md, "Evaluation").
+
+Conventions: a point has a pseudo label where its pseudo semantic is not ``ignore_index`` (-100);
+module C writes the pseudo semantic and the pseudo offset of the same points (eqs. 6-8), so the
+pseudo offset is read only there. The ground-truth offset of a point is only meaningful where
+its ground-truth instance is not -100.
+
+* ``sem_acc``: fraction of points with a pseudo label and a valid ground-truth class whose pseudo
+  class is right (the paper's "Sem. Acc."); ``sem_macc`` is the same averaged per class.
+* ``offset_error``: mean of ``||o_tilde - o_gt||_2`` over points with a pseudo label and a
+  ground-truth instance (the paper's "Off. Error").
+* ``coverage``: fraction of all points that received a pseudo label.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.classes import IGNORE_INDEX
+from .semantic import ConfusionMatrix
+
+
+class PseudoLabelQuality:
+    """Accumulates pseudo-label quality over scenes; :meth:`result` gives the module's metrics."""
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX):
+        self.ignore_index = ignore_index
+        self.confusion = ConfusionMatrix(num_classes, ignore_index)
+        self.n_points = 0
+        self.n_pseudo = 0
+        self.n_offset_scored = 0
+        self.offset_error_sum = 0.0
+
+    def add(self, pseudo_sem, pseudo_offset, gt_sem, gt_offset, gt_instance) -> "PseudoLabelQuality":
+        """Add one scene: ``pseudo_sem``, ``gt_sem``, ``gt_instance`` (N,) ints and
+        ``pseudo_offset``, ``gt_offset`` (N, 3) floats."""
+        pseudo_sem = np.asarray(pseudo_sem, dtype=np.int64).reshape(-1)
+        gt_sem = np.asarray(gt_sem, dtype=np.int64).reshape(-1)
+        gt_instance = np.asarray(gt_instance, dtype=np.int64).reshape(-1)
+        pseudo_offset = np.asarray(pseudo_offset, dtype=np.float64)
+        gt_offset = np.asarray(gt_offset, dtype=np.float64)
+        n = len(pseudo_sem)
+        if len(gt_sem) != n or len(gt_instance) != n:
+            raise ValueError(f"pseudo labels have {n} points, ground truth {len(gt_sem)} "
+                             f"semantic and {len(gt_instance)} instance labels")
+        if pseudo_offset.shape != (n, 3) or gt_offset.shape != (n, 3):
+            raise ValueError(f"offsets must have shape ({n}, 3), got {pseudo_offset.shape} "
+                             f"and {gt_offset.shape}")
+        has_pseudo = pseudo_sem != self.ignore_index
+        sem_scored = has_pseudo & (gt_sem != self.ignore_index)
+        self.confusion.add(pseudo_sem[sem_scored], gt_sem[sem_scored])
+        off_scored = has_pseudo & (gt_instance != self.ignore_index)
+        error = np.linalg.norm(pseudo_offset[off_scored] - gt_offset[off_scored], axis=1)
+        self.n_points += n
+        self.n_pseudo += int(has_pseudo.sum())
+        self.n_offset_scored += int(off_scored.sum())
+        self.offset_error_sum += float(error.sum())
+        return self
+
+    def result(self) -> dict:
+        """``sem_acc``, ``sem_macc``, ``offset_error`` (NaN when nothing was scored), ``coverage``
+        and the point counts behind them."""
+        sem = self.confusion.scores()
+        nan = float("nan")
+        return {
+            "sem_acc": sem["oacc"],
+            "sem_macc": sem["macc"],
+            "offset_error": self.offset_error_sum / self.n_offset_scored if self.n_offset_scored else nan,
+            "coverage": self.n_pseudo / self.n_points if self.n_points else nan,
+            "n_points": self.n_points,
+            "n_pseudo": self.n_pseudo,
+            "n_sem_scored": int(self.confusion.matrix.sum()),
+            "n_offset_scored": self.n_offset_scored,
+        }
+
+
+def pseudo_label_quality(pseudo_sem, pseudo_offset, gt_sem, gt_offset, gt_instance,
+                         num_classes: int, ignore_index: int = IGNORE_INDEX) -> dict:
+    """Pseudo-label quality of one scene (module docstring); use :class:`PseudoLabelQuality` to
+    accumulate several."""
+    return PseudoLabelQuality(num_classes, ignore_index).add(
+        pseudo_sem, pseudo_offset, gt_sem, gt_offset, gt_instance).result()

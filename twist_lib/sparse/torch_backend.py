@@ -1,0 +1,163 @@
+"""Pure-PyTorch sparse convolution: hashed neighbour search + gather-GEMM-scatter.
+
+No compilation; every step is a torch op, so it runs on CPU and CUDA alike (SPEC "Sparse
+convolution backends": it matched dense conv3d to 1e-16 in float64 and ran a 5-level U-Net step
+on 167k voxels in about 1 s with 2 CPU threads).
+
+A convolution with kernel offsets ``d_k`` computes, for every output voxel ``u``,
+
+    out[u] = sum_k feats[u + d_k * stride] @ W[k]        (only over active input voxels)
+
+which is stored as a :class:`KernelMap`: for each offset ``k`` the pairs ``(in_row, out_row)``
+of voxels it connects.  Maps are built once per coordinate set and cached on the
+:class:`~twist_lib.sparse.tensor.CoordinateManager` (``manager.cache``).
+
+Kernel offset order (shared with the MinkowskiEngine backend, so checkpoints are portable):
+lexicographic over ``(dx, dy, dz)`` with ``dz`` fastest, i.e. ``itertools.product(r, r, r)`` with
+``r = range(-(k // 2), k // 2 + 1)`` for odd kernel sizes and ``r = range(2)`` for the k2 s2 down /
+up convolutions.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from twist_lib.sparse.tensor import CoordinateManager
+
+
+def kernel_offsets(kernel_size: int) -> list[tuple[int, int, int]]:
+    """Kernel offsets in the library's weight order (see module docstring).
+
+    Odd sizes are centred (``{-1, 0, 1}^3`` for 3); size 2 is ``{0, 1}^3`` (stride-2 down/up).
+    """
+    if kernel_size == 2:
+        axis = range(2)
+    elif kernel_size % 2 == 1 and kernel_size > 0:
+        axis = range(-(kernel_size // 2), kernel_size // 2 + 1)
+    else:
+        raise ValueError(f"twist_lib/sparse/torch_backend.py: kernel_size must be odd or 2, "
+                         f"got {kernel_size}")
+    return list(itertools.product(axis, axis, axis))
+
+
+@dataclass(frozen=True)
+class KernelMap:
+    """Per kernel offset ``k``: ``pairs[k] = (in_rows, out_rows)`` with equal lengths.
+
+    ``pairs[k] = None`` marks the identity (every row to itself, the centre of a submanifold
+    kernel), which is computed without gather and scatter.
+    """
+
+    pairs: list[tuple[torch.Tensor, torch.Tensor] | None]
+    n_in: int
+    n_out: int
+
+    def transposed(self) -> "KernelMap":
+        """The map of the transposed convolution (same weights, inputs and outputs swapped)."""
+        pairs = [None if p is None else (p[1], p[0]) for p in self.pairs]
+        return KernelMap(pairs, self.n_out, self.n_in)
+
+
+def submanifold_map(manager: CoordinateManager, stride: int, kernel_size: int) -> KernelMap:
+    """Neighbour map of a submanifold convolution (output voxels = input voxels), cached.
+
+    Offset ``k`` and its mirror ``K-1-k`` (``d_{K-1-k} = -d_k`` in the lexicographic order) connect
+    the same voxel pairs in opposite directions, so only half of the offsets are searched.
+    """
+    key = ("subm", stride, kernel_size)
+    if key not in manager.cache:
+        coords = manager.coords(stride).long()
+        offsets = torch.tensor(kernel_offsets(kernel_size), dtype=torch.int64, device=coords.device)
+        n_kernel = offsets.shape[0]
+        pairs: list = [None] * n_kernel  # the centre stays None: the identity
+        for k in range(n_kernel // 2):
+            query = coords.clone()
+            query[:, 1:] += offsets[k] * stride
+            found_in = manager.lookup(stride, query)
+            out_rows = torch.nonzero(found_in >= 0).squeeze(1)
+            in_rows = found_in[out_rows]
+            pairs[k] = (in_rows, out_rows)
+            pairs[n_kernel - 1 - k] = (out_rows, in_rows)
+        manager.cache[key] = KernelMap(pairs, coords.shape[0], coords.shape[0])
+    return manager.cache[key]
+
+
+def down_map(manager: CoordinateManager, stride: int) -> KernelMap:
+    """Map of the kernel-2 stride-2 convolution from ``stride`` to ``2 * stride``, cached.
+
+    Every input voxel ``c`` feeds exactly one output, its parent ``p = floor(c / 2s) * 2s``, through
+    the offset ``(c - p) / s`` in ``{0, 1}^3``.
+    """
+    key = ("down", stride)
+    if key not in manager.cache:
+        parents = manager.parents(stride)
+        fine = manager.coords(stride).long()
+        coarse = manager.coords(2 * stride).long()
+        offset = torch.div(fine[:, 1:] - coarse[parents, 1:], stride, rounding_mode="floor")
+        k_index = offset[:, 0] * 4 + offset[:, 1] * 2 + offset[:, 2]
+        order = torch.argsort(k_index, stable=True)
+        counts = torch.bincount(k_index, minlength=8).tolist()
+        pairs = [(rows, parents[rows]) for rows in torch.split(order, counts)]
+        manager.cache[key] = KernelMap(pairs, fine.shape[0], coarse.shape[0])
+    return manager.cache[key]
+
+
+class GatherGemmScatter(torch.autograd.Function):
+    """``out[o] += feats[i] @ W[k]`` over the map's pairs; memory-lean backward.
+
+    Only ``feats`` and ``weight`` are saved; the gathered rows are recomputed in backward
+    (plain autograd would keep every offset's gathered copy: about 6x the memory, SPEC).
+    """
+
+    @staticmethod
+    def forward(ctx, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+        ctx.kmap = kmap
+        ctx.save_for_backward(feats, weight)
+        out = feats.new_zeros(kmap.n_out, weight.shape[2])
+        for pair, w in zip(kmap.pairs, weight):
+            if pair is None:
+                out.addmm_(feats, w)
+            elif pair[0].numel():
+                out.index_add_(0, pair[1], feats.index_select(0, pair[0]) @ w)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        feats, weight = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        want_feats, want_weight = ctx.needs_input_grad[:2]
+        grad_feats = torch.zeros_like(feats) if want_feats else None
+        grad_weight = torch.zeros_like(weight) if want_weight else None
+        for k, pair in enumerate(ctx.kmap.pairs):
+            if pair is None:
+                if want_feats:
+                    grad_feats.addmm_(grad_out, weight[k].t())
+                if want_weight:
+                    grad_weight[k] = feats.t() @ grad_out
+            elif pair[0].numel():
+                in_rows, out_rows = pair
+                grad_rows = grad_out.index_select(0, out_rows)
+                if want_feats:
+                    grad_feats.index_add_(0, in_rows, grad_rows @ weight[k].t())
+                if want_weight:
+                    grad_weight[k] = feats.index_select(0, in_rows).t() @ grad_rows
+        return grad_feats, grad_weight, None
+
+
+def sparse_conv(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    """Apply the map with weight (K, cin, cout); autocast-aware.
+
+    Under autocast the convolution runs in the autocast dtype (inputs and weight cast to it),
+    otherwise in ``feats.dtype`` (the weight is cast to it).
+    """
+    device_type = feats.device.type
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+    else:
+        dtype = feats.dtype
+    with torch.autocast(device_type=device_type, enabled=False):
+        return GatherGemmScatter.apply(feats.to(dtype), weight.to(dtype), kmap)
