@@ -14,20 +14,28 @@ setup:  ## install torch (CPU, pinned) if missing, the requirements, twist_lib (
 minkowski:  ## build MinkowskiEngine 0.5.4 CPU-only from its sdist and prove it with a convolution
 	PYTHON=$(PYTHON) bash tools/build_minkowski.sh
 
-test: setup  ## the test suite (what .ci/run runs)
+test: setup  ## the test suite (what .ci/run runs): package tests, the notebooks under nbval, the book build
+	bash tools/install_chromium.sh
 	$(PYTHON) -m pytest -q -rs tests
+	TWIST_PROFILE=smoke $(PYTHON) -m pytest -q -rs --nbval-lax book/
 
 test-fast:  ## the test suite without set-up and without slow tests
 	$(PYTHON) -m pytest -q -rs -m "not slow" tests
 
 data:  ## generate the synthetic benchmark (CPU size) and its label splits
-	$(PYTHON) data_scripts/make_synthetic.py --out data/synthetic_cpu --scenes 120 --size cpu --seed 0
+	$(PYTHON) data_scripts/make_synthetic.py --out data/synthetic_cpu --scenes 300 --size cpu --seed 0
 	$(PYTHON) data_scripts/make_splits.py --data data/synthetic_cpu --ratios 1 5 10 20 --seed 0
 
 train:  ## train the Sup-only baseline on the synthetic benchmark (PROFILE=smoke|cpu|gpu)
 	$(PYTHON) -m twist_lib train --config configs/baseline_synthetic.yaml --profile $(PROFILE) --resume-if-exists
 
-main: setup data train  ## the main job: set up, generate the benchmark, train and evaluate the baseline
+main: setup data train run-notebooks  ## the main job: benchmark, baseline, and the book's notebooks end to end (PROFILE=cpu)
+
+book:  ## build the HTML book with warnings as errors (notebooks execute at PROFILE=smoke unless given)
+	$(PYTHON) -m twist_lib.book build --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),smoke)
+
+run-notebooks:  ## execute the book's notebooks with papermill into runs/notebooks/<profile>_<date>
+	$(PYTHON) -m twist_lib.book run --profile $(PROFILE)
 
 bench:  ## benchmark scripts: synthetic generation, sparse backends, clustering
 	$(PYTHON) bench/bench_synthetic.py

@@ -33,7 +33,7 @@ class Config:
     # --- data ----------------------------------------------------------------------------------
     dataset: str = _f("synthetic", "synthetic | scannet | s3dis (class spec for evaluation)")
     data_root: str = _f("data/synthetic_cpu", "prepared dataset folder (meta.json, scenes/, gt/)")
-    synthetic_scenes: int = _f(120, "synthetic only: scenes to generate when data_root is missing")
+    synthetic_scenes: int = _f(300, "synthetic only: scenes to generate when data_root is missing")
     synthetic_size: str = _f("cpu", "synthetic only: cpu (10-30k points/scene) | scannet (100-200k)")
     label_ratio: str = _f("5", "labelled split: percentage of the train list (1, 5, 10, 20)")
     voxel_size: float = _f(0.02, "voxel edge in metres (2 cm, SPEC)")
@@ -134,7 +134,7 @@ PROFILES: dict[str, dict] = {
     "smoke": dict(data_root="data/synthetic_smoke", synthetic_scenes=12, model_size="tiny",
                   steps=6, batch_size=2, log_every=2, val_every=0, ckpt_every=3, val_scenes=2,
                   label_ratio="20", cluster_min_points=20, eval_min_region=20),
-    "cpu": dict(data_root="data/synthetic_cpu", synthetic_scenes=120, model_size="small",
+    "cpu": dict(data_root="data/synthetic_cpu", synthetic_scenes=300, model_size="small",
                 steps=1500, batch_size=4, val_every=500, ckpt_every=100, val_scenes=24),
     "gpu": dict(data_root="data/synthetic_scannet", synthetic_size="scannet", synthetic_scenes=600,
                 model_size="paper", steps=10000, batch_size=4, val_every=2000, ckpt_every=500,

@@ -90,7 +90,7 @@ def save_scene(path, scene: dict) -> Path:
     scene = validate_scene(scene, str(path))
     arrays = {k: scene[k] for k in SCENE_KEYS}
     arrays["name"] = np.array(scene["name"])
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     return path
 
 

@@ -1,0 +1,126 @@
+"""The baseline's trainer and inference: resume, errors, and the evaluation path end to end."""
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from twist_lib.config import Config
+from twist_lib.data import DataFormatError
+from twist_lib.inference import evaluate_model
+from twist_lib.network import Phi
+from twist_lib.synthetic import generate_dataset
+from twist_lib.trainer import Trainer, load_weights
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_dataset(root, 10, size="cpu", seed=3, val_fraction=0.2, progress=False)
+    from twist_lib.data.splits import write_label_splits
+    write_label_splits(root, ratios=(20, 50), seed=0)
+    return root
+
+
+def smoke_cfg(data_root, run_dir, **kw):
+    base = dict(data_root=str(data_root), run_dir=str(run_dir), label_ratio="50", steps=6,
+                ckpt_every=3, log_every=1, progress=False, batch_size=2)
+    base.update(kw)
+    return Config.for_profile("smoke", **base)
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(data_root, tmp_path, monkeypatch):
+    Trainer(smoke_cfg(data_root, tmp_path / "straight")).fit()
+
+    crash_cfg = smoke_cfg(data_root, tmp_path / "crashed")
+    original = Trainer.train_step
+
+    def crashing_step(self, batch):
+        if self.step == 4:  # after the checkpoint at step 3, before step 5
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", crashing_step)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(crash_cfg).fit()
+    monkeypatch.setattr(Trainer, "train_step", original)
+    with pytest.raises(FileExistsError, match="resume"):
+        Trainer(crash_cfg)  # a fresh start must not silently overwrite the run
+    resumed = Trainer(crash_cfg, resume=True)
+    assert resumed.step == 3
+    resumed.fit()
+
+    a = torch.load(tmp_path / "straight/checkpoints/final.pt", weights_only=False)
+    b = torch.load(tmp_path / "crashed/checkpoints/final.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6
+    for key, value in a["model"].items():
+        assert torch.allclose(value.float(), b["model"][key].float(), atol=1e-5), key
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.allclose(sa["momentum_buffer"], sb["momentum_buffer"], atol=1e-5)
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "crashed/log.csv")) if r["loss"]]
+    assert steps == [1, 2, 3, 4, 5, 6]  # no step logged twice, none missing
+
+
+def test_training_lowers_the_loss(data_root, tmp_path):
+    cfg = smoke_cfg(data_root, tmp_path / "r", steps=40, ckpt_every=40, lr=0.05)
+    Trainer(cfg).fit()
+    rows = [r for r in csv.DictReader(open(tmp_path / "r/log.csv")) if r["loss"]]
+    first = np.mean([float(r["semantic"]) for r in rows[:5]])
+    last = np.mean([float(r["semantic"]) for r in rows[-5:]])
+    assert last < 0.7 * first
+
+
+def test_unprepared_folder_is_a_clear_error(tmp_path):
+    cfg = Config.for_profile("smoke", dataset="scannet", data_root=str(tmp_path / "nothing"),
+                             run_dir=str(tmp_path / "r"))
+    with pytest.raises(DataFormatError, match="not a prepared dataset folder"):
+        Trainer(cfg)
+
+
+def test_missing_label_split_is_a_clear_error(data_root, tmp_path):
+    with pytest.raises(KeyError, match="make_splits"):
+        Trainer(smoke_cfg(data_root, tmp_path / "r", label_ratio="7"))
+
+
+def test_checkpoint_of_another_model_size_is_refused(data_root, tmp_path):
+    Trainer(smoke_cfg(data_root, tmp_path / "r", steps=1, ckpt_every=1)).fit()
+    other = Phi(3, 10, size="small", backend="torch")
+    with pytest.raises(ValueError, match="different model"):
+        load_weights(other, tmp_path / "r/checkpoints/last.pt")
+
+
+def test_cli_rejects_an_unknown_key(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "twist_lib", "train", "--profile", "smoke",
+                           f"run_dir={tmp_path}", "learning_rate=0.1"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "unknown config key 'learning_rate'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+class OracleModel(torch.nn.Module):
+    """Returns the ground truth as its prediction: one-hot logits and exact offsets to centres."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.num_classes = num_classes
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, batch):
+        sem = batch["semantic"].clamp(min=0)
+        logits = torch.nn.functional.one_hot(sem, self.num_classes).float() * 20
+        return {"semantic_logits": logits, "offset": batch["offset"]}
+
+
+def test_perfect_predictions_score_ap_one(data_root):
+    """Inference + module A + the benchmark, end to end: the oracle's proposals are exactly the
+    GT instances (every instance collapses onto its centre), so every class with GT scores 1."""
+    from twist_lib.data import read_meta
+    from twist_lib.data.dataset import SceneDataset
+    meta = read_meta(data_root)
+    val = SceneDataset(data_root, "val")
+    cfg = Config.for_profile("smoke", cluster_radius=0.03, cluster_min_points=1, eval_min_region=100,
+                             val_scenes=0, progress=False)
+    result = evaluate_model(OracleModel(meta["num_classes"]), val, meta, cfg)
+    assert result["AP"] == pytest.approx(1.0) and result["AP50"] == pytest.approx(1.0)
+    assert result["miou"] == pytest.approx(1.0)
