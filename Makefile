@@ -17,7 +17,7 @@ minkowski:  ## build MinkowskiEngine 0.5.4 CPU-only from its sdist and prove it 
 test: setup  ## the test suite (what .ci/run runs): package tests, the notebooks under nbval, the book build
 	bash tools/install_chromium.sh
 	$(PYTHON) -m pytest -q -rs tests
-	TWIST_PROFILE=smoke $(PYTHON) -m pytest -q -rs --nbval-lax book/
+	OMP_NUM_THREADS=1 TWIST_PROFILE=smoke $(PYTHON) -m pytest -q -rs --nbval-lax --nbval-current-env book/
 
 test-fast:  ## the test suite without set-up and without slow tests
 	$(PYTHON) -m pytest -q -rs -m "not slow" tests
