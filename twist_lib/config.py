@@ -40,7 +40,6 @@ class Config:
     max_points: int = _f(250000, "training crop: at most this many points per scene (SPEC)")
     use_xyz_features: bool = _f(False, "append xyz to the rgb input features")
     elastic: bool = _f(True, "elastic distortion augmentation")
-    num_workers: int = _f(0, "DataLoader worker processes")
     # --- model ---------------------------------------------------------------------------------
     model_size: str = _f("small", "tiny | small | paper (see twist_lib.network.MODEL_SIZES)")
     backend: str = _f("auto", "sparse convolution backend: auto | torch | minkowski")
@@ -137,8 +136,7 @@ PROFILES: dict[str, dict] = {
     "cpu": dict(data_root="data/synthetic_cpu", synthetic_scenes=300, model_size="small",
                 steps=1500, batch_size=4, val_every=500, ckpt_every=100, val_scenes=24),
     "gpu": dict(data_root="data/synthetic_scannet", synthetic_size="scannet", synthetic_scenes=600,
-                model_size="paper", steps=10000, batch_size=4, val_every=2000, ckpt_every=500,
-                num_workers=8),
+                model_size="paper", steps=10000, batch_size=4, val_every=2000, ckpt_every=500),
 }
 
 
