@@ -72,6 +72,29 @@ def test_training_lowers_the_loss(data_root, tmp_path):
     assert last < 0.7 * first
 
 
+def test_xyz_features_reach_the_network_in_training_and_evaluation(data_root, tmp_path):
+    cfg = smoke_cfg(data_root, tmp_path / "xyz", steps=2, ckpt_every=2, use_xyz_features=True)
+    trainer = Trainer(cfg)
+    assert trainer.model.in_channels == 6
+    metrics = trainer.fit()  # a 3-channel batch would fail in the first convolution
+    assert trainer.step == 2 and "AP50" in metrics
+
+
+def test_cpu_threads_key_sets_torch_threads(data_root, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        Trainer(smoke_cfg(data_root, tmp_path / "t1", cpu_threads=1))
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        Trainer(smoke_cfg(data_root, tmp_path / "t0", cpu_threads=0))
+        assert torch.get_num_threads() == 2  # 0 leaves torch's setting alone
+        with pytest.raises(ValueError, match="cpu_threads"):
+            Trainer(smoke_cfg(data_root, tmp_path / "tn", cpu_threads=-1))
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_unprepared_folder_is_a_clear_error(tmp_path):
     cfg = Config.for_profile("smoke", dataset="scannet", data_root=str(tmp_path / "nothing"),
                              run_dir=str(tmp_path / "r"))

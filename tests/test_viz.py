@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import pytest
 
 from twist_lib.synthetic import SYNTHETIC_CLASS_NAMES, generate_scene
-from twist_lib.viz import GREY, palette, show_offsets, show_proposals, show_scene
+from twist_lib.viz import GREY, palette, point_colours, show_offsets, show_proposals, show_scene
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +62,30 @@ def test_rgb_view_maps_colours_from_minus_one_one():
            "semantic": np.zeros(3, int), "instance": np.zeros(3, int), "name": "toy"}
     fig = show_scene(toy, "rgb")
     assert len(fig.data) == 1
-    assert list(fig.data[0].marker.color) == ["rgb(0,0,0)", "rgb(255,255,255)", "rgb(255,0,127)"]
+    assert point_colours(fig.data[0]) == ["rgb(0,0,0)", "rgb(255,255,255)", "rgb(255,0,136)"]
+    assert show_scene(toy, "rgb").to_json() == fig.to_json()
+
+
+def test_per_point_colours_are_indices_into_a_colour_scale_and_smaller(scene):
+    """The compact encoding: uint indices + a stepped scale that reads back as the same colours,
+    at well under the size of one colour string per point."""
+    from twist_lib.viz import rgb_strings, subsample
+    fig = show_scene(scene, "rgb", max_points=3000)
+    marker = fig.data[0].marker
+    assert np.asarray(marker.color).dtype.kind == "u"
+    idx = subsample(len(scene["xyz"]), 3000)
+    expected = rgb_strings(scene["rgb"][idx])
+    assert point_colours(fig.data[0]) == expected
+    strings = go.Figure(go.Scatter3d(x=fig.data[0].x, y=fig.data[0].y, z=fig.data[0].z,
+                                     mode="markers", marker=dict(color=expected)))
+    assert len(fig.to_json()) < 0.75 * len(strings.to_json())
 
 
 def test_instance_view_distinct_colours_and_grey_background():
     inst = np.array([-100, 0, 0, 4, 4, 4, 7, -100])
     toy = {"xyz": np.arange(24, dtype=float).reshape(8, 3), "rgb": np.zeros((8, 3)),
            "semantic": np.zeros(8, int), "instance": inst, "name": "toy"}
-    colours = np.array(show_scene(toy, "instance").data[0].marker.color)
+    colours = np.array(point_colours(show_scene(toy, "instance").data[0]))
     assert np.all(colours[inst == -100] == GREY)
     per_instance = {k: set(colours[inst == k]) for k in (0, 4, 7)}
     assert all(len(c) == 1 for c in per_instance.values())
@@ -79,7 +95,7 @@ def test_instance_view_distinct_colours_and_grey_background():
 
 def test_proposals_view_colours_per_id_and_grey_for_unassigned():
     ids = np.array([-1, 3, 3, 9, -1])
-    colours = np.array(show_proposals(np.zeros((5, 3)), ids).data[0].marker.color)
+    colours = np.array(point_colours(show_proposals(np.zeros((5, 3)), ids).data[0]))
     assert np.all(colours[ids == -1] == GREY)
     assert colours[1] == colours[2] != colours[3] and GREY not in colours[1:4]
 

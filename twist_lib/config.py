@@ -30,6 +30,7 @@ class Config:
     run_dir: str = _f("", "run folder (config, log, checkpoints); '' = runs/<dataset>_<profile>_<ratio>pct")
     seed: int = _f(0, "seed of model init, data order and augmentation")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    cpu_threads: int = _f(0, "torch CPU threads (0 = torch's default); 1 on a CPU shared with other jobs")
     # --- data ----------------------------------------------------------------------------------
     dataset: str = _f("synthetic", "synthetic | scannet | s3dis (class spec for evaluation)")
     data_root: str = _f("data/synthetic_cpu", "prepared dataset folder (meta.json, scenes/, gt/)")

@@ -27,7 +27,6 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .data import read_meta
-from .data.batch import collate
 from .data.dataset import SceneDataset
 from .data.transforms import default_train_transforms
 from .inference import evaluate_model
@@ -116,6 +115,12 @@ class Trainer:
         self.run_dir = cfg.resolved_run_dir()
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.device)
+        if cfg.cpu_threads < 0:
+            raise ValueError(f"cpu_threads must be >= 0 (0 = torch's default), got {cfg.cpu_threads}")
+        if cfg.cpu_threads > 0:
+            # Measured on a 2-core machine: torch with 2 threads while another job holds a core
+            # ran sparse convolution up to 350x slower than with 1 (threads spin-wait on each other).
+            torch.set_num_threads(cfg.cpu_threads)
         self.meta = ensure_dataset(cfg)
         torch.manual_seed(cfg.seed)
         self.train_set = SceneDataset(
@@ -159,7 +164,7 @@ class Trainer:
     # -- training --------------------------------------------------------------------------------
     def _load_batch(self, epoch: int, indices: list[int]) -> dict:
         self.train_set.set_epoch(epoch)
-        batch = collate([self.train_set[i] for i in indices], voxel_size=self.cfg.voxel_size)
+        batch = self.train_set.collate_fn([self.train_set[i] for i in indices])
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
                 for k, v in batch.items()}
 

@@ -2,6 +2,11 @@
 
 Every view draws at most ``max_points`` points (a seeded random subset, so the same call gives the
 same figure), keeps the true aspect ratio (``aspectmode="data"``) and has compact margins.
+
+Per-point colours are stored compactly: each point carries a small integer index into a stepped
+colour scale (one entry per distinct colour) instead of an ``rgb(r,g,b)`` string, which keeps a
+figure about half the size in a notebook or a book page. Scene RGB is quantised to
+``RGB_LEVELS`` levels per channel for this. :func:`point_colours` reads the colours back.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import plotly.graph_objects as go
 from .data.classes import IGNORE_INDEX
 
 GREY = "rgb(170,170,170)"
+RGB_LEVELS = 16  # levels per channel of the drawn scene colours (steps of 17 in 0..255)
 
 
 def palette(n: int) -> list[str]:
@@ -32,10 +38,34 @@ def subsample(n: int, max_points: int, seed: int = 0) -> np.ndarray:
 
 
 def _points(xyz, colour, name=None, point_size=2, showlegend=False) -> go.Scatter3d:
+    """A marker trace; ``colour`` is one colour for all points or a list with one per point."""
     xyz = np.asarray(xyz)
+    marker = dict(size=point_size, color=colour)
+    if not isinstance(colour, str):
+        marker = dict(size=point_size, **_indexed(colour))
     return go.Scatter3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], mode="markers", name=name,
-                        marker=dict(size=point_size, color=colour), showlegend=showlegend,
-                        hoverinfo="name" if name else "skip")
+                        marker=marker, showlegend=showlegend, hoverinfo="name" if name else "skip")
+
+
+def _indexed(colours) -> dict:
+    """Per-point colour strings as marker settings: integer indices plus a stepped colour scale."""
+    table, index = np.unique(np.asarray(colours, dtype=object).astype(str), return_inverse=True)
+    n = max(len(table), 1)
+    scale = [[pos, str(c)] for i, c in enumerate(table) for pos in (i / n, (i + 1) / n)]
+    return dict(color=index.astype(np.uint16 if n < 65536 else np.uint32) if len(table) else [],
+                colorscale=scale or [[0, GREY], [1, GREY]], cmin=-0.5, cmax=n - 0.5,
+                showscale=False)
+
+
+def point_colours(trace) -> list[str]:
+    """The colour of every point of a marker trace as ``rgb(r,g,b)`` strings (either encoding)."""
+    colour = trace.marker.color
+    if isinstance(colour, str):
+        return [colour] * len(trace.x)
+    if trace.marker.colorscale is None or not len(colour) or isinstance(colour[0], str):
+        return list(colour)
+    table = [c for _, c in trace.marker.colorscale[0::2]]
+    return [table[int(i)] for i in np.asarray(colour)]
 
 
 def _figure(traces, title=None) -> go.Figure:
@@ -55,9 +85,11 @@ def _id_colours(ids: np.ndarray, invalid) -> list[str]:
     return out.tolist()
 
 
-def rgb_strings(rgb: np.ndarray) -> list[str]:
-    """Scene colours in [-1, 1] as plotly ``rgb(r,g,b)`` strings."""
-    c = np.clip((np.asarray(rgb) + 1.0) * 127.5, 0, 255).astype(int)
+def rgb_strings(rgb: np.ndarray, levels: int = RGB_LEVELS) -> list[str]:
+    """Scene colours in [-1, 1] as plotly ``rgb(r,g,b)`` strings, ``levels`` values per channel
+    (-1 -> 0 and 1 -> 255 exactly)."""
+    q = np.rint((np.clip(np.asarray(rgb, dtype=np.float64), -1, 1) + 1.0) / 2 * (levels - 1))
+    c = np.rint(q * 255 / (levels - 1)).astype(int)
     return [f"rgb({r},{g},{b})" for r, g, b in c]
 
 
