@@ -22,9 +22,8 @@ test: setup  ## the test suite (what .ci/run runs): package tests, the notebooks
 test-fast:  ## the test suite without set-up and without slow tests
 	$(PYTHON) -m pytest -q -rs -m "not slow" tests
 
-data:  ## generate the synthetic benchmark (CPU size) and its label splits
-	$(PYTHON) data_scripts/make_synthetic.py --out data/synthetic_cpu --scenes 300 --size cpu --seed 0
-	$(PYTHON) data_scripts/make_splits.py --data data/synthetic_cpu --ratios 1 5 10 20 --seed 0
+data:  ## generate the PROFILE's synthetic benchmark (scenes and label splits) if missing
+	$(PYTHON) -m twist_lib data --config configs/baseline_synthetic.yaml --profile $(PROFILE)
 
 train:  ## train the Sup-only baseline on the synthetic benchmark (PROFILE=smoke|cpu|gpu)
 	$(PYTHON) -m twist_lib train --config configs/baseline_synthetic.yaml --profile $(PROFILE) --resume-if-exists

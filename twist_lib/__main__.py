@@ -2,6 +2,8 @@
 
     python -m twist_lib train --config configs/baseline_synthetic.yaml [--profile cpu] [--resume] [key=value ...]
     (--resume continues the run folder's last checkpoint; --resume-if-exists does so only if there is one)
+    python -m twist_lib data --config configs/baseline_synthetic.yaml [--profile cpu] [key=value ...]
+    (generates / completes the synthetic benchmark of that config and its label splits)
     python -m twist_lib config [--profile cpu]          # every config key, its default and meaning
     python -m twist_lib evaluate --gt GT --pred PRED     # the ScanNet benchmark (twist_lib.evaluate)
 """
@@ -19,6 +21,16 @@ def _train(args) -> int:
     metrics = train(cfg, resume="auto" if args.resume_if_exists else args.resume)
     keys = [k for k in ("AP", "AP50", "AP25", "miou", "macc") if k in metrics]
     print("final validation: " + "  ".join(f"{k}={metrics[k]:.4f}" for k in keys))
+    return 0
+
+
+def _data(args) -> int:
+    from .config import Config
+    from .trainer import ensure_dataset
+    cfg = Config.from_sources(profile=args.profile, yaml_path=args.config, overrides=args.overrides)
+    meta = ensure_dataset(cfg)
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in meta["splits"].items())
+    print(f"{cfg.data_root}: {meta['name']}, {len(meta['class_names'])} classes; splits: {sizes}")
     return 0
 
 
@@ -48,6 +60,12 @@ def main(argv=None) -> int:
                    help="resume when the run folder has a checkpoint, else start fresh")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     p.set_defaults(func=_train)
+    p = sub.add_parser("data", help="generate the synthetic benchmark of a config (or check a "
+                                     "prepared dataset) and its label splits")
+    p.add_argument("--config", help="YAML config (keys: python -m twist_lib config)")
+    p.add_argument("--profile", default=None, help="smoke | cpu | gpu (default: the YAML's, else cpu)")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    p.set_defaults(func=_data)
     p = sub.add_parser("config", help="list config keys with defaults and meaning")
     p.add_argument("--profile", default="cpu")
     p.set_defaults(func=_config)

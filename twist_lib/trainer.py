@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from .config import Config
 from .data import read_meta
 from .data.dataset import SceneDataset
+from .data.splits import labelled_split_name, ratio_key, write_label_splits
 from .data.transforms import default_train_transforms
 from .inference import evaluate_model
 from .losses import phi_loss
@@ -41,16 +42,34 @@ def resolve_device(name: str) -> torch.device:
 
 
 def ensure_dataset(cfg: Config) -> dict:
-    """Return the dataset's meta, generating the synthetic benchmark first if it is missing."""
+    """Return the dataset's meta, generating the synthetic benchmark when needed.
+
+    A synthetic folder of this config's ``synthetic_size`` and ``synthetic_seed`` (or a missing
+    one) is brought to ``synthetic_scenes`` scenes (scenes already on disk are kept, the rest
+    generated) and given its label-ratio splits when they are missing. A folder prepared
+    otherwise (another seed or size from ``data_scripts/make_synthetic.py``, ScanNet, S3DIS) is
+    used as it is. The synthetic data depend on ``synthetic_seed`` only, so runs with different
+    ``seed`` values share one dataset.
+    """
     root = Path(cfg.data_root)
-    if not (root / "meta.json").exists() and cfg.dataset == "synthetic":
-        from .data.splits import write_label_splits
+    meta = read_meta(root) if (root / "meta.json").exists() else None
+    ours = cfg.dataset == "synthetic" and (meta is None or (
+        meta.get("name") == "synthetic" and meta.get("size") == cfg.synthetic_size
+        and meta.get("seed") == cfg.synthetic_seed))
+    if ours:
         from .synthetic import generate_dataset
-        generate_dataset(root, cfg.synthetic_scenes, size=cfg.synthetic_size, seed=cfg.seed,
-                         progress=cfg.progress)
-        write_label_splits(root, ratios=(1, 5, 10, 20), seed=cfg.seed)
+        if meta is None or meta.get("n_scenes") != cfg.synthetic_scenes:
+            if meta is not None:
+                print(f"{root}: holds {meta.get('n_scenes')} scenes, the config asks for "
+                      f"{cfg.synthetic_scenes}; bringing it to that number")
+            generate_dataset(root, cfg.synthetic_scenes, size=cfg.synthetic_size,
+                             seed=cfg.synthetic_seed, progress=cfg.progress,
+                             workers=min(8, os.cpu_count() or 1))
+        if labelled_split_name(cfg.label_ratio) not in read_meta(root)["splits"]:
+            ratios = {ratio_key(r): r for r in (1, 5, 10, 20, cfg.label_ratio)}
+            write_label_splits(root, ratios=list(ratios.values()), seed=cfg.synthetic_seed)
     meta = read_meta(root)
-    if f"labelled_{cfg.label_ratio}" not in meta["splits"]:
+    if labelled_split_name(cfg.label_ratio) not in meta["splits"]:
         raise KeyError(
             f"{root / 'meta.json'}: no labelled split for label_ratio={cfg.label_ratio} "
             f"(have {sorted(meta['splits'])}); run data_scripts/make_splits.py --data {root} "
