@@ -1,5 +1,6 @@
 """The baseline's trainer and inference: resume, errors, and the evaluation path end to end."""
 import csv
+import json
 import subprocess
 import sys
 
@@ -139,6 +140,22 @@ def test_cli_rejects_an_unknown_key(tmp_path):
                            f"run_dir={tmp_path}", "learning_rate=0.1"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "unknown config key 'learning_rate'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_data_generates_the_benchmark_of_a_config(tmp_path):
+    root = tmp_path / "d"
+    proc = subprocess.run([sys.executable, "-m", "twist_lib", "data", "--profile", "smoke",
+                           f"data_root={root}", "synthetic_scenes=4", "progress=false"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((root / "meta.json").read_text())
+    assert meta["n_scenes"] == 4 and len(list((root / "scenes").glob("*.npz"))) == 4
+    n_train, n_val = len(meta["splits"]["train"]), len(meta["splits"]["val"])
+    assert n_train + n_val == 4 and f"train {n_train}, val {n_val}" in proc.stdout
+    assert set(meta["splits"]["labelled_20"]) <= set(meta["splits"]["train"])
+    bad = subprocess.run([sys.executable, "-m", "twist_lib", "data", "--profile", "smoke",
+                          f"data_root={tmp_path / 'e'}", "synthetic_scenes=0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "n_scenes must be at least 1" in bad.stderr
 
 
 class OracleModel(torch.nn.Module):
