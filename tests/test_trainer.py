@@ -116,6 +116,13 @@ def test_ensure_dataset_generates_completes_and_ignores_the_model_seed(tmp_path)
     assert (root / "scenes" / "synthetic_00000.npz").stat().st_mtime_ns == first  # kept
 
 
+def test_empty_val_split_is_a_clear_error(tmp_path):
+    cfg = Config.for_profile("smoke", data_root=str(tmp_path / "d"), run_dir=str(tmp_path / "r"),
+                             synthetic_scenes=4, progress=False)
+    with pytest.raises(ValueError, match="val split is empty"):
+        Trainer(cfg)
+
+
 def test_unprepared_folder_is_a_clear_error(tmp_path):
     cfg = Config.for_profile("smoke", dataset="scannet", data_root=str(tmp_path / "nothing"),
                              run_dir=str(tmp_path / "r"))

@@ -148,6 +148,11 @@ class Trainer:
             seed=cfg.seed, use_xyz_features=cfg.use_xyz_features)
         self.val_set = SceneDataset(cfg.data_root, "val", voxel_size=cfg.voxel_size,
                                     use_xyz_features=cfg.use_xyz_features)
+        if len(self.val_set) == 0:
+            hint = ("; a synthetic benchmark needs at least 5 scenes (every 5th scene is a val "
+                    "scene)" if cfg.dataset == "synthetic" else "; prepare it with a val list")
+            raise ValueError(f"{Path(cfg.data_root) / 'meta.json'}: the val split is empty, so "
+                             f"the run could not be evaluated{hint}")
         self.model = build_model(cfg, self.meta).to(self.device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
