@@ -9,7 +9,7 @@ def test_profiles_change_settings_not_code_path():
     assert smoke.steps < cpu.steps and smoke.model_size != cpu.model_size
     allowed = {"data_root", "synthetic_scenes", "synthetic_size", "model_size", "steps", "batch_size",
                "log_every", "val_every", "ckpt_every", "val_scenes", "label_ratio",
-               "cluster_min_points", "eval_min_region",
+               "cluster_min_points", "eval_min_region", "num_workers",
                # resolution and augmentation of the CPU benchmark (see the cpu profile's comment)
                "voxel_size", "cluster_radius", "use_xyz_features", "elastic"}
     for name, values in PROFILES.items():

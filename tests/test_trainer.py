@@ -67,6 +67,30 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(data_root, tmp_path, m
     assert steps == [1, 2, 3, 4, 5, 6]  # no step logged twice, none missing
 
 
+def _same_batch(a, b):
+    assert a.keys() == b.keys() and a["names"] == b["names"]
+    for key in a:
+        if torch.is_tensor(a[key]):
+            assert torch.equal(a[key], b[key]), key
+
+
+def test_worker_processes_load_the_same_batches_as_the_training_process(data_root, tmp_path):
+    inline = Trainer(smoke_cfg(data_root, tmp_path / "a", steps=5))
+    workers = Trainer(smoke_cfg(data_root, tmp_path / "b", steps=5, num_workers=2))
+    inline.step = workers.step = 1  # as after a resume: batches start at the current step
+    got_inline, got_workers = list(inline.batches()), list(workers.batches())
+    assert len(got_inline) == len(got_workers) == 4
+    for a, b in zip(got_inline, got_workers):
+        _same_batch(a, b)
+    assert got_inline[0]["names"] != got_inline[1]["names"] or not torch.equal(  # steps differ
+        got_inline[0]["xyz"][:10], got_inline[1]["xyz"][:10])
+    fitted = Trainer(smoke_cfg(data_root, tmp_path / "c", steps=3, ckpt_every=3, num_workers=1))
+    fitted.fit()
+    assert fitted.step == 3 and (tmp_path / "c/checkpoints/final.pt").exists()
+    with pytest.raises(ValueError, match="num_workers"):
+        Trainer(smoke_cfg(data_root, tmp_path / "d", num_workers=-1))
+
+
 def test_training_lowers_the_loss(data_root, tmp_path):
     cfg = smoke_cfg(data_root, tmp_path / "r", steps=40, ckpt_every=40, lr=0.05)
     Trainer(cfg).fit()

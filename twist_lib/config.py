@@ -41,6 +41,8 @@ class Config:
     label_ratio: str = _f("5", "labelled split: percentage of the train list (1, 5, 10, 20)")
     voxel_size: float = _f(0.02, "voxel edge in metres (2 cm, SPEC)")
     max_points: int = _f(250000, "training crop: at most this many points per scene (SPEC)")
+    num_workers: int = _f(0, "processes loading and augmenting training batches ahead of the step "
+                               "(0 = in the training process; a GPU box wants several)")
     use_xyz_features: bool = _f(False, "append xyz to the rgb input features")
     elastic: bool = _f(True, "elastic distortion augmentation")
     # --- model ---------------------------------------------------------------------------------
@@ -146,7 +148,8 @@ PROFILES: dict[str, dict] = {
                 voxel_size=0.05, cluster_radius=0.08, use_xyz_features=True, elastic=False,
                 steps=2000, batch_size=4, val_every=500, ckpt_every=100, val_scenes=0),
     "gpu": dict(data_root="data/synthetic_scannet", synthetic_size="scannet", synthetic_scenes=600,
-                model_size="paper", steps=10000, batch_size=4, val_every=2000, ckpt_every=500),
+                model_size="paper", steps=10000, batch_size=4, val_every=2000, ckpt_every=500,
+                num_workers=6),
 }
 
 

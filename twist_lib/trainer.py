@@ -109,7 +109,7 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 class BatchStream:
     """Seeded, resumable stream of index batches over ``n`` items: epoch e uses permutation
-    ``seed + e``; the stream at step s is the same whether or not the run was interrupted."""
+    ``seed + e``; the batch of step s is the same whether or not the run was interrupted."""
 
     def __init__(self, n: int, batch_size: int, seed: int):
         if n == 0:
@@ -117,13 +117,36 @@ class BatchStream:
         self.n, self.bs, self.seed = n, min(batch_size, n), seed
         self.per_epoch = self.n // self.bs
 
+    def batch_at(self, step: int) -> tuple[int, list[int]]:
+        """``(epoch, indices)`` of training step ``step`` (0-based)."""
+        epoch, b = divmod(step, self.per_epoch)
+        order = np.random.default_rng(self.seed + epoch).permutation(self.n)
+        return epoch, order[b * self.bs:(b + 1) * self.bs].tolist()
+
     def batches_from(self, step: int):
-        epoch, skip = divmod(step, self.per_epoch)
         while True:
-            order = np.random.default_rng(self.seed + epoch).permutation(self.n)
-            for b in range(skip, self.per_epoch):
-                yield epoch, order[b * self.bs:(b + 1) * self.bs].tolist()
-            epoch, skip = epoch + 1, 0
+            yield self.batch_at(step)
+            step += 1
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item k = the collated batch of training step ``start + k``, for a DataLoader whose
+    workers load and augment batches ahead of the training step. Every batch depends only on
+    its step (:class:`BatchStream`, :meth:`SceneDataset.generator`), so the workers produce the
+    same batches as the training process would, in any order."""
+
+    def __init__(self, dataset: SceneDataset, stream: BatchStream, start: int, stop: int):
+        self.dataset, self.stream, self.start, self.stop = dataset, stream, start, stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __getitem__(self, k: int) -> dict:
+        if not 0 <= k < len(self):
+            raise IndexError(f"step batch {k} outside 0..{len(self) - 1}")
+        epoch, indices = self.stream.batch_at(self.start + k)
+        self.dataset.set_epoch(epoch)
+        return self.dataset.collate_fn([self.dataset[i] for i in indices])
 
 
 class Trainer:
@@ -134,6 +157,8 @@ class Trainer:
         self.run_dir = cfg.resolved_run_dir()
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.device)
+        if cfg.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0 (0 = load in this process), got {cfg.num_workers}")
         if cfg.cpu_threads < 0:
             raise ValueError(f"cpu_threads must be >= 0 (0 = torch's default), got {cfg.cpu_threads}")
         if cfg.cpu_threads > 0:
@@ -186,11 +211,18 @@ class Trainer:
         torch.set_rng_state(ckpt["torch_rng"])
 
     # -- training --------------------------------------------------------------------------------
-    def _load_batch(self, epoch: int, indices: list[int]) -> dict:
-        self.train_set.set_epoch(epoch)
-        batch = self.train_set.collate_fn([self.train_set[i] for i in indices])
-        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
-                for k, v in batch.items()}
+    def batches(self):
+        """The batches of steps ``self.step .. cfg.steps - 1`` on the training device, loaded in
+        this process (``num_workers = 0``) or by a DataLoader's worker processes."""
+        steps = StepBatches(self.train_set, self.stream, self.step, self.cfg.steps)
+        loader = (steps[k] for k in range(len(steps)))
+        if self.cfg.num_workers > 0:
+            loader = torch.utils.data.DataLoader(
+                steps, batch_size=None, shuffle=False, num_workers=self.cfg.num_workers,
+                pin_memory=self.device.type == "cuda", prefetch_factor=2)
+        for batch in loader:
+            yield {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
+                   for k, v in batch.items()}
 
     def train_step(self, batch: dict) -> dict:
         cfg = self.cfg
@@ -218,11 +250,10 @@ class Trainer:
         cfg.save(self.run_dir / "config.yaml")
         log = CsvLog(self.run_dir / "log.csv", after_step=self.step)
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not cfg.progress)
-        stream = self.stream.batches_from(self.step)
         self.model.train()
         t0, metrics = time.time(), {}
-        while self.step < cfg.steps:
-            losses = self.train_step(self._load_batch(*next(stream)))
+        for batch in self.batches():
+            losses = self.train_step(batch)
             bar.update(1)
             bar.set_postfix(loss=f"{losses['loss']:.3f}")
             row = None
