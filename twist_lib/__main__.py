@@ -44,6 +44,15 @@ def _config(args) -> int:
     return 0
 
 
+def _job_parser(sub, name: str, help: str):
+    """A subcommand that builds one Config: ``--config``, ``--profile`` and ``key=value``."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--config", help="YAML config (keys: python -m twist_lib config)")
+    p.add_argument("--profile", default=None, help="smoke | cpu | gpu (default: the YAML's, else cpu)")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    return p
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["evaluate"]:
@@ -52,19 +61,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m twist_lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train the Sup-only baseline Phi")
-    p.add_argument("--config", help="YAML config (keys: python -m twist_lib config)")
-    p.add_argument("--profile", default=None, help="smoke | cpu | gpu (default: the YAML's, else cpu)")
+    p = _job_parser(sub, "train", "train the Sup-only baseline Phi")
     p.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
     p.add_argument("--resume-if-exists", action="store_true",
                    help="resume when the run folder has a checkpoint, else start fresh")
-    p.add_argument("overrides", nargs="*", help="key=value config overrides")
     p.set_defaults(func=_train)
-    p = sub.add_parser("data", help="generate the synthetic benchmark of a config (or check a "
-                                     "prepared dataset) and its label splits")
-    p.add_argument("--config", help="YAML config (keys: python -m twist_lib config)")
-    p.add_argument("--profile", default=None, help="smoke | cpu | gpu (default: the YAML's, else cpu)")
-    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    p = _job_parser(sub, "data", "generate the synthetic benchmark of a config (or check a "
+                                 "prepared dataset) and its label splits")
     p.set_defaults(func=_data)
     p = sub.add_parser("config", help="list config keys with defaults and meaning")
     p.add_argument("--profile", default="cpu")

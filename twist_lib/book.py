@@ -8,8 +8,8 @@ Notebook side (every notebook under ``book/`` starts with a papermill ``paramete
     model, meta = book.trained_baseline(cfg)                   # train Phi once, then reuse it
 
 A notebook's ``profile`` parameter defaults to ``""``, which means ``$TWIST_PROFILE`` if set, else
-``cpu``; papermill's ``-p profile ...`` overrides both. A profile changes settings only (sizes, steps, resolution, augmentation)
-(:data:`twist_lib.config.PROFILES`), never the code path.
+``cpu``; papermill's ``-p profile ...`` overrides both. A profile changes settings only (sizes,
+steps, resolution, augmentation; :data:`twist_lib.config.PROFILES`), never the code path.
 
 Batch runner (``make run-notebooks PROFILE=...`` calls it)::
 

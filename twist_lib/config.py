@@ -2,7 +2,8 @@
 
 Every key is a flat, documented field, so the same names serve as YAML keys (``configs/*.yaml``),
 command-line overrides (``key=value``) and papermill parameters of the book's notebooks.
-A *profile* (``smoke``, ``cpu``, ``gpu``) changes settings only (sizes, steps, resolution, augmentation), never the code path.
+A *profile* (``smoke``, ``cpu``, ``gpu``) changes settings only (sizes, steps, resolution,
+augmentation), never the code path.
 
 Example::
 

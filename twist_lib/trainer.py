@@ -62,13 +62,15 @@ def ensure_dataset(cfg: Config) -> dict:
             if meta is not None:
                 print(f"{root}: holds {meta.get('n_scenes')} scenes, the config asks for "
                       f"{cfg.synthetic_scenes}; bringing it to that number")
-            generate_dataset(root, cfg.synthetic_scenes, size=cfg.synthetic_size,
-                             seed=cfg.synthetic_seed, progress=cfg.progress,
-                             workers=min(8, os.cpu_count() or 1))
-        if labelled_split_name(cfg.label_ratio) not in read_meta(root)["splits"]:
+            meta = generate_dataset(root, cfg.synthetic_scenes, size=cfg.synthetic_size,
+                                    seed=cfg.synthetic_seed, progress=cfg.progress,
+                                    workers=min(8, os.cpu_count() or 1))
+        if labelled_split_name(cfg.label_ratio) not in meta["splits"]:
             ratios = {ratio_key(r): r for r in (1, 5, 10, 20, cfg.label_ratio)}
             write_label_splits(root, ratios=list(ratios.values()), seed=cfg.synthetic_seed)
-    meta = read_meta(root)
+            meta = read_meta(root)
+    if meta is None:
+        meta = read_meta(root)  # names the missing meta.json of an unprepared folder
     if labelled_split_name(cfg.label_ratio) not in meta["splits"]:
         raise KeyError(
             f"{root / 'meta.json'}: no labelled split for label_ratio={cfg.label_ratio} "
@@ -122,11 +124,6 @@ class BatchStream:
         epoch, b = divmod(step, self.per_epoch)
         order = np.random.default_rng(self.seed + epoch).permutation(self.n)
         return epoch, order[b * self.bs:(b + 1) * self.bs].tolist()
-
-    def batches_from(self, step: int):
-        while True:
-            yield self.batch_at(step)
-            step += 1
 
 
 class StepBatches(torch.utils.data.Dataset):
@@ -215,11 +212,12 @@ class Trainer:
         """The batches of steps ``self.step .. cfg.steps - 1`` on the training device, loaded in
         this process (``num_workers = 0``) or by a DataLoader's worker processes."""
         steps = StepBatches(self.train_set, self.stream, self.step, self.cfg.steps)
-        loader = (steps[k] for k in range(len(steps)))
         if self.cfg.num_workers > 0:
             loader = torch.utils.data.DataLoader(
                 steps, batch_size=None, shuffle=False, num_workers=self.cfg.num_workers,
                 pin_memory=self.device.type == "cuda", prefetch_factor=2)
+        else:
+            loader = (steps[k] for k in range(len(steps)))
         for batch in loader:
             yield {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
                    for k, v in batch.items()}

@@ -52,7 +52,7 @@ def _indexed(colours) -> dict:
     table, index = np.unique(np.asarray(colours, dtype=object).astype(str), return_inverse=True)
     n = max(len(table), 1)
     scale = [[pos, str(c)] for i, c in enumerate(table) for pos in (i / n, (i + 1) / n)]
-    return dict(color=index.astype(np.uint16 if n < 65536 else np.uint32) if len(table) else [],
+    return dict(color=index.astype(np.uint16 if n < 65536 else np.uint32),
                 colorscale=scale or [[0, GREY], [1, GREY]], cmin=-0.5, cmax=n - 0.5,
                 showscale=False)
 
