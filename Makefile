@@ -3,7 +3,7 @@ PYTHON ?= python3
 PROFILE ?= cpu
 export PYTHONUNBUFFERED=1
 
-.PHONY: help setup minkowski test test-fast data train main book run-notebooks bench clean
+.PHONY: help setup minkowski test test-fast data train twist main book run-notebooks bench clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,9 @@ data:  ## generate the PROFILE's synthetic benchmark (scenes and label splits) i
 train:  ## train the Sup-only baseline on the synthetic benchmark (PROFILE=smoke|cpu|gpu)
 	$(PYTHON) -m twist_lib train --config configs/baseline_synthetic.yaml --profile $(PROFILE) --resume-if-exists
 
+twist:  ## TWIST: round 0 + self-training rounds on the synthetic benchmark (PROFILE=smoke|cpu|gpu), resumable
+	$(PYTHON) -m twist_lib twist --config configs/twist_synthetic.yaml --profile $(PROFILE) --resume-if-exists
+
 main: setup data train run-notebooks  ## the main job: benchmark, baseline, and the book's notebooks end to end (PROFILE=cpu)
 
 book:  ## build the HTML book with warnings as errors (notebooks execute at PROFILE=smoke unless given)
@@ -36,10 +39,11 @@ book:  ## build the HTML book with warnings as errors (notebooks execute at PROF
 run-notebooks:  ## execute the book's notebooks with papermill into runs/notebooks/<profile>_<date>
 	$(PYTHON) -m twist_lib.book run --profile $(PROFILE)
 
-bench:  ## benchmark scripts: synthetic generation, sparse backends, clustering
+bench:  ## benchmark scripts: synthetic generation, sparse backends, clustering, a self-training step
 	$(PYTHON) bench/bench_synthetic.py
 	$(PYTHON) bench/bench_sparse.py
 	$(PYTHON) bench/bench_clustering.py
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_self_training.py --profile $(PROFILE)
 
 clean:  ## remove build output (keeps data/ and runs/)
 	rm -rf _build .pytest_cache

@@ -11,7 +11,11 @@ def test_profiles_change_settings_not_code_path():
                "log_every", "val_every", "ckpt_every", "val_scenes", "label_ratio",
                "cluster_min_points", "eval_min_region", "num_workers",
                # resolution and augmentation of the CPU benchmark (see the cpu profile's comment)
-               "voxel_size", "cluster_radius", "use_xyz_features", "elastic"}
+               "voxel_size", "cluster_radius", "use_xyz_features", "elastic",
+               # sizes and steps of the self-training rounds and of Psi
+               "rounds", "steps_per_round", "psi_init_steps", "psi_grid", "psi_width",
+               "psi_max_proposals", "psi_gt_proposals", "pseudo_batch_size",
+               "psi_lr"}  # Psi's learning rate scales with its step budget (cpu profile comment)
     for name, values in PROFILES.items():
         assert set(values) <= allowed, f"profile {name} sets a key outside sizes, steps, resolution and augmentation"
 

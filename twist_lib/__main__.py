@@ -4,6 +4,8 @@
     (--resume continues the run folder's last checkpoint; --resume-if-exists does so only if there is one)
     python -m twist_lib data --config configs/baseline_synthetic.yaml [--profile cpu] [key=value ...]
     (generates / completes the synthetic benchmark of that config and its label splits)
+    python -m twist_lib twist --config configs/twist_synthetic.yaml [--profile cpu] [--resume] [key=value ...]
+    (TWIST: round 0 plus `rounds` self-training rounds; --resume continues a killed run anywhere)
     python -m twist_lib config [--profile cpu]          # every config key, its default and meaning
     python -m twist_lib evaluate --gt GT --pred PRED     # the ScanNet benchmark (twist_lib.evaluate)
 """
@@ -24,9 +26,23 @@ def _train(args) -> int:
     return 0
 
 
+def _twist(args) -> int:
+    from .config import Config
+    from .self_training import run_twist
+    cfg = Config.from_sources(profile=args.profile, yaml_path=args.config, overrides=args.overrides)
+    run = cfg.resolved_run_dir("twist")
+    print(f"run folder: {run}")
+    resume = args.resume or (args.resume_if_exists and (run / "config.yaml").exists())
+    rows = run_twist(cfg, resume=resume)
+    last = rows[-1]
+    print(f"after round {last['round']}: " + "  ".join(
+        f"{k}={last[k]:.4f}" for k in ("AP", "AP50", "AP25", "miou", "macc") if last.get(k) is not None))
+    return 0
+
+
 def _data(args) -> int:
     from .config import Config
-    from .trainer import ensure_dataset
+    from .data.ensure import ensure_dataset
     cfg = Config.from_sources(profile=args.profile, yaml_path=args.config, overrides=args.overrides)
     meta = ensure_dataset(cfg)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in meta["splits"].items())
@@ -66,6 +82,12 @@ def main(argv=None) -> int:
     p.add_argument("--resume-if-exists", action="store_true",
                    help="resume when the run folder has a checkpoint, else start fresh")
     p.set_defaults(func=_train)
+    p = _job_parser(sub, "twist", "train TWIST: round 0 and the self-training rounds")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run folder wherever it stopped")
+    p.add_argument("--resume-if-exists", action="store_true",
+                   help="resume when the run folder exists, else start fresh")
+    p.set_defaults(func=_twist)
     p = _job_parser(sub, "data", "generate the synthetic benchmark of a config (or check a "
                                  "prepared dataset) and its label splits")
     p.set_defaults(func=_data)

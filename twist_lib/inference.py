@@ -5,19 +5,27 @@ Test time (paper Sec. 3): Phi predicts a class and an offset per point; module A
 proposals; each proposal becomes an instance with the majority class of its points and, as its
 score, the mean probability of that class over its points
 (:func:`twist_lib.clustering.proposals_from_ids`).
+
+- :func:`cluster_prediction`   module A on one scene's prediction (guided or class-agnostic)
+- :func:`recluster`            module A again on a stored :class:`ScenePrediction`, e.g. with
+  the one-hot true classes of :func:`true_class_probs`; :func:`mixed_proposals` counts its
+  proposals that join objects of different classes
+- :func:`predict_scene`        Phi + module A on one scene
+- :func:`evaluate_predictions` the benchmark (AP, mIoU, mAcc) of stored predictions
+- :func:`evaluate_model`       both of the above over a dataset
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .clustering import proposals_from_ids, semantic_bfs
+from .clustering import Proposals, proposals_from_ids, semantic_bfs
 from .data import gt_ids
 from .data.batch import collate
-from .evaluation import ClassSpec, ConfusionMatrix, InstanceEvaluator
+from .evaluation import MIN_REGION_SIZE, ClassSpec, ConfusionMatrix, InstanceEvaluator
 
 
 @dataclass
@@ -46,11 +54,97 @@ def to_device(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def background_classes(meta: dict) -> list[int]:
+    """Semantic classes that are never instances (ScanNet: wall, floor): module A skips them
+    (:attr:`~twist_lib.evaluation.ClassSpec.background_ids` of the ``meta.json`` dict)."""
+    return list(ClassSpec.from_meta(meta).background_ids)
+
+
+def cluster_prediction(xyz, probs, offset, background, radius: float, min_points: int,
+                       class_agnostic: bool = False):
+    """Module A on one scene's prediction (paper Sec. 3 and 4.1): ``(proposal_ids, Proposals)``.
+
+    ``xyz``, ``offset`` (N, 3) and ``probs`` (N, K) (NumPy or tensors). Points whose predicted
+    class is not in ``background`` are clustered on their shifted coordinates ``xyz + offset``;
+    guided (the default) joins only points of the same predicted class, ``class_agnostic``
+    joins foreground points of any class (the paper's "semantic-to-offset off" ablation,
+    Table 5). Each proposal's class is the majority of its points' predicted classes and its
+    score the mean probability of that class (:func:`~twist_lib.clustering.proposals_from_ids`).
+    """
+    as_numpy = not isinstance(probs, torch.Tensor)
+    probs_t = torch.as_tensor(probs)
+    shifted = torch.as_tensor(xyz, device=probs_t.device) + torch.as_tensor(offset, device=probs_t.device)
+    classes = probs_t.argmax(1)
+    if class_agnostic:
+        bg = torch.as_tensor(list(background), dtype=torch.int64, device=classes.device)
+        classes = torch.where(torch.isin(classes, bg), torch.full_like(classes, -100),
+                              torch.zeros_like(classes))
+        background = ()
+    ids = semantic_bfs(shifted, classes, radius, min_points, ignore_classes=background)
+    props = proposals_from_ids(ids, probs_t)
+    if as_numpy:
+        ids = ids.cpu().numpy()
+        props = Proposals(*(None if t is None else t.cpu().numpy() for t in
+                            (props.offsets, props.indices, props.classes, props.scores)))
+    return ids, props
+
+
+def recluster(pred: ScenePrediction, radius: float, min_points: int, background,
+              class_agnostic: bool = False, probs=None) -> ScenePrediction:
+    """Module A again on a stored prediction, with another radius, minimum size or guidance.
+
+    ``probs`` (N, K) replaces Phi's class probabilities, e.g. the one-hot true classes of
+    :func:`true_class_probs` (an oracle for perfect semantics); the offsets stay Phi's. Returns
+    a new :class:`ScenePrediction` with those probabilities and the new proposals.
+    """
+    probs = pred.probs if probs is None else np.asarray(probs)
+    ids, props = cluster_prediction(pred.xyz, probs, pred.offset, background, radius, min_points,
+                                    class_agnostic)
+    return replace(pred, probs=probs, proposal_ids=ids, classes=props.classes, scores=props.scores)
+
+
+def true_class_probs(semantic, num_classes: int) -> np.ndarray:
+    """One-hot "probabilities" (N, K) float32 of the true classes ``semantic`` (N,); unlabelled
+    points (negative class) get all zeros, so their arg max is class 0."""
+    semantic = np.asarray(semantic)
+    probs = np.zeros((len(semantic), num_classes), dtype=np.float32)
+    labelled = np.flatnonzero(semantic >= 0)
+    probs[labelled, semantic[labelled]] = 1.0
+    return probs
+
+
+def mixed_proposals(pred: ScenePrediction, scene: dict, min_fraction: float = 0.1) -> int:
+    """How many proposals hold at least ``min_fraction`` of their points from each of two true
+    objects of different classes (an object's class: the majority of its labelled points)."""
+    ids, inst, sem = pred.proposal_ids, np.asarray(scene["instance"]), np.asarray(scene["semantic"])
+    n_prop = len(pred.classes)
+    objects, obj = np.unique(inst, return_inverse=True)         # obj: object index per point
+    n_obj, n_cls = len(objects), max(int(sem.max(initial=0)), 0) + 2   # last class: no label
+    on_object = inst >= 0
+    label = np.where(sem >= 0, sem, n_cls - 1)
+    votes = np.bincount(obj[on_object] * n_cls + label[on_object],
+                        minlength=n_obj * n_cls).reshape(n_obj, n_cls)[:, :-1]
+    obj_class = np.where(votes.sum(1) > 0, votes.argmax(1), -1)   # -1: no labelled point
+    size = np.bincount(ids[ids >= 0], minlength=n_prop)
+    both = (ids >= 0) & on_object
+    share = np.bincount(ids[both] * n_obj + obj[both],
+                        minlength=n_prop * n_obj).reshape(n_prop, n_obj)
+    prop, big = np.nonzero((share > 0) & (share >= min_fraction * size[:, None]))
+    classed = obj_class[big] >= 0
+    present = np.bincount(prop[classed] * n_cls + obj_class[big][classed],
+                          minlength=n_prop * n_cls).reshape(n_prop, n_cls) > 0
+    return int((present.sum(1) >= 2).sum())
+
+
 @torch.no_grad()
 def predict_scene(model, scene: dict, meta: dict, radius: float = 0.03, min_points: int = 50,
                   voxel_size: float = 0.02, use_xyz_features: bool = False,
-                  device=None) -> ScenePrediction:
-    """Run Phi on one scene dict and cluster its foreground into proposals (module A)."""
+                  device=None, psi=None, psi_input: str = "features") -> ScenePrediction:
+    """Run Phi on one scene dict and cluster its foreground into proposals (module A).
+
+    With ``psi`` (test-time re-correction, paper Sec. 5.3), the re-correction network re-labels
+    every proposal with its own class and scores it with its certainty ``v_j``; ``psi_input``
+    says what it reads besides xyz ("features": Phi's backbone features, or "rgb")."""
     device = device or next(model.parameters()).device
     batch = to_device(collate([scene], voxel_size=voxel_size, use_xyz_features=use_xyz_features),
                       device)
@@ -60,43 +154,71 @@ def predict_scene(model, scene: dict, meta: dict, radius: float = 0.03, min_poin
     model.train(was_training)
     probs = torch.softmax(out["semantic_logits"].float(), dim=1)
     offset = out["offset"].float()
-    shifted = batch["xyz"] + offset
-    background = [c for c in range(meta["num_classes"]) if c not in set(meta["instance_classes"])]
-    ids = semantic_bfs(shifted, probs.argmax(1), radius, min_points, ignore_classes=background)
-    props = proposals_from_ids(ids, probs)
+    ids, props = cluster_prediction(batch["xyz"], probs, offset, background_classes(meta),
+                                    radius, min_points)
+    if psi is not None and len(props):
+        from .psi_training import Samples, recorrect
+        rows = torch.nonzero(ids >= 0).squeeze(1)
+        feats = out["features"] if psi_input == "features" else batch["rgb"]
+        classes, scores = recorrect(psi, batch["xyz"], feats, Samples(rows, ids[rows], len(props)))
+        props = replace(props, classes=classes, scores=scores)
     return ScenePrediction(
         name=scene["name"], xyz=batch["xyz"].cpu().numpy(), probs=probs.cpu().numpy(),
         offset=offset.cpu().numpy(), proposal_ids=ids.cpu().numpy(),
         classes=props.classes.cpu().numpy(), scores=props.scores.cpu().numpy())
 
 
+def evaluate_predictions(predictions, scenes, spec: ClassSpec,
+                         min_region_size: int = MIN_REGION_SIZE) -> dict:
+    """The ScanNet benchmark of stored predictions: instance AP and semantic mIoU / mAcc.
+
+    ``predictions`` are :class:`ScenePrediction` objects and ``scenes`` the scene dicts they
+    were made from (same order; each with ``semantic``, ``instance`` and ``name``). Returns the
+    AP table of :meth:`~twist_lib.evaluation.InstanceEvaluator.result` plus ``miou``, ``macc``
+    and ``iou_per_class``.
+    """
+    return _benchmark(zip(predictions, scenes, strict=True), spec, min_region_size)
+
+
+def _benchmark(pairs, spec: ClassSpec, min_region_size: int) -> dict:
+    """Accumulate ``(ScenePrediction, scene)`` pairs into the benchmark's result."""
+    instances = InstanceEvaluator(spec, min_region_size=min_region_size)
+    confusion = ConfusionMatrix(spec.num_classes)
+    for pred, scene in pairs:
+        gt = gt_ids(scene["semantic"], scene["instance"], spec.benchmark_ids)
+        instances.add_scene(pred.instances(spec), gt, scene["name"])
+        confusion.add(pred.semantic, scene["semantic"])
+    result = instances.result()
+    sem = confusion.scores()
+    result.update(miou=sem["miou"], macc=sem["macc"], iou_per_class=sem["iou_per_class"])
+    return result
+
+
 def evaluate_model(model, dataset, meta: dict, cfg, device=None, max_scenes: int | None = None,
-                   keep_predictions: bool = False) -> dict:
+                   keep_predictions: bool = False, psi=None) -> dict:
     """Instance AP (ScanNet protocol) and semantic mIoU / mAcc of ``model`` on ``dataset``.
 
     ``dataset`` is an un-augmented :class:`~twist_lib.data.dataset.SceneDataset` (e.g. the val
     split); ``cfg`` supplies the clustering radius / minimum size, the benchmark's minimum region
-    size and ``val_scenes`` (0 = every scene). Returns the AP table of
-    :meth:`~twist_lib.evaluation.InstanceEvaluator.result` plus ``miou``, ``macc`` and, with
-    ``keep_predictions``, the list of :class:`ScenePrediction` under ``predictions``.
+    size and ``val_scenes`` (0 = every scene); with ``psi`` the proposals are re-corrected
+    (:func:`predict_scene`, Sec. 5.3). Returns :func:`evaluate_predictions`'s result
+    and, with ``keep_predictions``, the list of :class:`ScenePrediction` under ``predictions``.
     """
     spec = ClassSpec.from_meta(meta)
     n = len(dataset) if not (max_scenes or cfg.val_scenes) else min(len(dataset), max_scenes or cfg.val_scenes)
-    instances = InstanceEvaluator(spec, min_region_size=cfg.eval_min_region)
-    confusion = ConfusionMatrix(meta["num_classes"])
     kept = []
-    for i in tqdm(range(n), desc="evaluate", disable=not cfg.progress, leave=False):
-        scene = dataset[i]
-        pred = predict_scene(model, scene, meta, cfg.cluster_radius, cfg.cluster_min_points,
-                             cfg.voxel_size, cfg.use_xyz_features, device)
-        gt = gt_ids(scene["semantic"], scene["instance"], spec.benchmark_ids)
-        instances.add_scene(pred.instances(spec), gt, scene["name"])
-        confusion.add(pred.semantic, scene["semantic"])
-        if keep_predictions:
-            kept.append(pred)
-    result = instances.result()
-    sem = confusion.scores()
-    result.update(miou=sem["miou"], macc=sem["macc"], iou_per_class=sem["iou_per_class"])
+
+    def predicted():
+        for i in tqdm(range(n), desc="evaluate", disable=not cfg.progress, leave=False):
+            scene = dataset[i]
+            pred = predict_scene(model, scene, meta, cfg.cluster_radius, cfg.cluster_min_points,
+                                 cfg.voxel_size, cfg.use_xyz_features, device, psi=psi,
+                                 psi_input=getattr(cfg, "psi_input", "features"))
+            if keep_predictions:
+                kept.append(pred)
+            yield pred, scene
+
+    result = _benchmark(predicted(), spec, cfg.eval_min_region)
     if keep_predictions:
         result["predictions"] = kept
     return result

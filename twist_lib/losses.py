@@ -41,11 +41,33 @@ def offset_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
 
 
 def phi_loss(out: dict, semantic: torch.Tensor, offset: torch.Tensor,
-             instance: torch.Tensor) -> dict:
+             instance: torch.Tensor | None = None, offset_valid: torch.Tensor | None = None) -> dict:
     """Eq. (1): ``L = L_s + L_o`` for one batch; returns every term and their sum as ``loss``.
 
-    ``instance != -100`` marks the points whose offset is supervised.
+    ``offset_valid`` marks the points whose offset is supervised; by default
+    ``instance != -100``.
     """
+    if offset_valid is None:
+        offset_valid = instance != IGNORE_INDEX
     ls = semantic_loss(out["semantic_logits"], semantic)
-    l1, ldir = offset_loss(out["offset"], offset, instance != IGNORE_INDEX)
+    l1, ldir = offset_loss(out["offset"], offset, offset_valid)
     return {"loss": ls + l1 + ldir, "semantic": ls, "offset_l1": l1, "offset_dir": ldir}
+
+
+def split_phi_loss(out: dict, batch: dict) -> dict:
+    """Eqs. (3)-(4): ``L^Phi = L^l + L^u`` with each term the loss of eq. (1) averaged over the
+    points of its own scenes: the labelled scenes against their labels, the unlabelled ones
+    against their pseudo labels (``batch["labelled"]`` says which is which). Returns ``loss``
+    and every term of both, suffixed ``_l`` and ``_u``; a batch without unlabelled scenes gives
+    exactly eq. (1)."""
+    point_labelled = batch["labelled"].to(batch["batch_index"].device)[batch["batch_index"]]
+    result, total = {}, 0.0
+    for suffix, mask in (("l", point_labelled), ("u", ~point_labelled)):
+        if not bool(mask.any()):
+            continue
+        semantic = torch.where(mask, batch["semantic"], torch.full_like(batch["semantic"], IGNORE_INDEX))
+        terms = phi_loss(out, semantic, batch["offset"], offset_valid=batch["offset_valid"] & mask)
+        total = total + terms["loss"]
+        result.update({f"{k}_{suffix}": v for k, v in terms.items()})
+    result["loss"] = total
+    return result

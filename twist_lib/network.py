@@ -139,3 +139,13 @@ class Phi(nn.Module):
         """What a checkpoint must agree on to load into this model."""
         return {"in_channels": self.in_channels, "num_classes": self.num_classes,
                 "m": self.size.m, "levels": self.size.levels, "blocks": self.size.blocks}
+
+
+def in_channels(cfg) -> int:
+    """Input channels of Phi for a config: rgb, plus xyz when ``use_xyz_features``."""
+    return 6 if cfg.use_xyz_features else 3
+
+
+def build_model(cfg, meta: dict) -> Phi:
+    """Phi as a config and a dataset's ``meta.json`` describe it."""
+    return Phi(in_channels(cfg), meta["num_classes"], size=cfg.model_size, backend=cfg.backend)

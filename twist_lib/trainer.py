@@ -1,16 +1,23 @@
-"""Training the supervised baseline Phi ("Sup-only", paper Sec. 3 and 5.1).
+"""Training machinery: the Sup-only baseline Phi ("Sup-only", paper Sec. 3 and 5.1), and the
+base class the self-training rounds extend (:mod:`twist_lib.self_training`).
 
 A job is one :class:`~twist_lib.config.Config` and one run folder::
 
     RUN/config.yaml          the resolved config
     RUN/log.csv              one row per logged step: losses, learning rate, validation metrics
-    RUN/checkpoints/last.pt  model + optimizer + step, written atomically every ckpt_every steps
-    RUN/checkpoints/final.pt the last step's weights
+    RUN/checkpoints/last.pt  modules + optimizers + step, written atomically every ckpt_every steps
+    RUN/checkpoints/final.pt the last step's state
     RUN/metrics.json         the final validation metrics
 
 ``Trainer(cfg).fit()`` trains; ``Trainer(cfg, resume=True).fit()`` continues a killed run from its
 last checkpoint with the same step count, optimizer state and data order; ``resume="auto"``
 resumes when the run folder has a checkpoint and starts fresh otherwise.
+
+Like detectron2's trainer, everything a training scheme varies comes from overridable methods:
+:meth:`Trainer.build_datasets`, :meth:`~Trainer.build_models`, :meth:`~Trainer.build_optimizers`,
+:meth:`~Trainer.step_sources` (which datasets feed each step) and
+:meth:`~Trainer.compute_losses`. A checkpoint is a state dict of *named* modules and optimizers,
+so a subclass with more networks (Phi and Psi) saves and resumes with the same code.
 """
 from __future__ import annotations
 
@@ -26,13 +33,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config
-from .data import read_meta
 from .data.dataset import SceneDataset
-from .data.splits import labelled_split_name, ratio_key, write_label_splits
+from .data.ensure import ensure_dataset
 from .data.transforms import default_train_transforms
 from .inference import evaluate_model
 from .losses import phi_loss
-from .network import Phi
+from .network import build_model, in_channels  # noqa: F401  (re-exported, used by the book)
+
+__all__ = ["Trainer", "train", "ensure_dataset", "build_model", "in_channels", "load_weights",
+           "resolve_device", "BatchStream", "StepBatches", "CsvLog", "poly_lr"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -41,65 +50,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def ensure_dataset(cfg: Config) -> dict:
-    """Return the dataset's meta, generating the synthetic benchmark when needed.
-
-    A synthetic folder of this config's ``synthetic_size`` and ``synthetic_seed`` (or a missing
-    one) is brought to ``synthetic_scenes`` scenes (scenes already on disk are kept, the rest
-    generated) and given its label-ratio splits when they are missing. A folder prepared
-    otherwise (another seed or size from ``data_scripts/make_synthetic.py``, ScanNet, S3DIS) is
-    used as it is. The synthetic data depend on ``synthetic_seed`` only, so runs with different
-    ``seed`` values share one dataset.
-    """
-    root = Path(cfg.data_root)
-    meta = read_meta(root) if (root / "meta.json").exists() else None
-    ours = cfg.dataset == "synthetic" and (meta is None or (
-        meta.get("name") == "synthetic" and meta.get("size") == cfg.synthetic_size
-        and meta.get("seed") == cfg.synthetic_seed))
-    if ours:
-        from .synthetic import generate_dataset
-        if meta is None or meta.get("n_scenes") != cfg.synthetic_scenes:
-            if meta is not None:
-                print(f"{root}: holds {meta.get('n_scenes')} scenes, the config asks for "
-                      f"{cfg.synthetic_scenes}; bringing it to that number")
-            meta = generate_dataset(root, cfg.synthetic_scenes, size=cfg.synthetic_size,
-                                    seed=cfg.synthetic_seed, progress=cfg.progress,
-                                    workers=min(8, os.cpu_count() or 1))
-        if labelled_split_name(cfg.label_ratio) not in meta["splits"]:
-            ratios = {ratio_key(r): r for r in (1, 5, 10, 20, cfg.label_ratio)}
-            write_label_splits(root, ratios=list(ratios.values()), seed=cfg.synthetic_seed)
-            meta = read_meta(root)
-    if meta is None:
-        meta = read_meta(root)  # names the missing meta.json of an unprepared folder
-    if labelled_split_name(cfg.label_ratio) not in meta["splits"]:
-        raise KeyError(
-            f"{root / 'meta.json'}: no labelled split for label_ratio={cfg.label_ratio} "
-            f"(have {sorted(meta['splits'])}); run data_scripts/make_splits.py --data {root} "
-            f"--ratios {cfg.label_ratio}")
-    return meta
-
-
-def in_channels(cfg: Config) -> int:
-    return 6 if cfg.use_xyz_features else 3
-
-
-def build_model(cfg: Config, meta: dict) -> Phi:
-    return Phi(in_channels(cfg), meta["num_classes"], size=cfg.model_size, backend=cfg.backend)
-
-
 def poly_lr(step: int, total: int, power: float) -> float:
     """Polynomial decay factor ``(1 - step/total)^power`` (paper Sec. 5.1)."""
     return max(0.0, 1.0 - step / max(1, total)) ** power
 
 
-def load_weights(model: Phi, path, map_location="cpu") -> dict:
-    """Load a checkpoint's weights, with a clear error when it belongs to another model size."""
+def load_weights(model, path, map_location="cpu", name: str = "phi") -> dict:
+    """Load module ``name``'s weights from a checkpoint, with a clear error when it belongs to
+    another model size or has no such module. Reads this package's checkpoints (named modules)
+    and the single-model ones of earlier versions (``model`` + ``signature``)."""
     ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    theirs, ours = ckpt.get("signature"), model.signature()
+    modules = ckpt.get("modules", {"phi": ckpt["model"]} if "model" in ckpt else {})
+    signatures = ckpt.get("signatures", {"phi": ckpt.get("signature")})
+    if name not in modules:
+        raise KeyError(f"{path}: checkpoint holds no '{name}' (it has {sorted(modules)})")
+    theirs, ours = signatures.get(name), model.signature()
     if theirs != ours:
         raise ValueError(f"{path}: checkpoint of a different model ({theirs}) than this config "
                          f"builds ({ours}); check model_size, use_xyz_features and the dataset")
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(modules[name])
     return ckpt
 
 
@@ -113,9 +82,9 @@ class BatchStream:
     """Seeded, resumable stream of index batches over ``n`` items: epoch e uses permutation
     ``seed + e``; the batch of step s is the same whether or not the run was interrupted."""
 
-    def __init__(self, n: int, batch_size: int, seed: int):
+    def __init__(self, n: int, batch_size: int, seed: int, what: str = "the labelled split"):
         if n == 0:
-            raise ValueError("the labelled split is empty")
+            raise ValueError(f"{what} is empty")
         self.n, self.bs, self.seed = n, min(batch_size, n), seed
         self.per_epoch = self.n // self.bs
 
@@ -128,12 +97,16 @@ class BatchStream:
 
 class StepBatches(torch.utils.data.Dataset):
     """Item k = the collated batch of training step ``start + k``, for a DataLoader whose
-    workers load and augment batches ahead of the training step. Every batch depends only on
-    its step (:class:`BatchStream`, :meth:`SceneDataset.generator`), so the workers produce the
-    same batches as the training process would, in any order."""
+    workers load and augment batches ahead of the training step.
 
-    def __init__(self, dataset: SceneDataset, stream: BatchStream, start: int, stop: int):
-        self.dataset, self.stream, self.start, self.stop = dataset, stream, start, stop
+    ``sources`` is a list of ``(dataset, stream)`` pairs: every step takes its scenes from each
+    source in turn (the baseline: the labelled split; a self-training round: labelled, then
+    unlabelled) and collates them into one batch whose ``labelled`` flags say which is which.
+    Every batch depends only on its step (:class:`BatchStream`, :meth:`SceneDataset.generator`),
+    so the workers produce the same batches as the training process would, in any order."""
+
+    def __init__(self, sources, start: int, stop: int):
+        self.sources, self.start, self.stop = list(sources), start, stop
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
@@ -141,77 +114,150 @@ class StepBatches(torch.utils.data.Dataset):
     def __getitem__(self, k: int) -> dict:
         if not 0 <= k < len(self):
             raise IndexError(f"step batch {k} outside 0..{len(self) - 1}")
-        epoch, indices = self.stream.batch_at(self.start + k)
-        self.dataset.set_epoch(epoch)
-        return self.dataset.collate_fn([self.dataset[i] for i in indices])
+        scenes = []
+        for dataset, stream in self.sources:
+            epoch, indices = stream.batch_at(self.start + k)
+            dataset.set_epoch(epoch)
+            scenes += [dataset[i] for i in indices]
+        return self.sources[0][0].collate_fn(scenes)
 
 
 class Trainer:
-    """Trains Phi on the labelled split with eq. (1); see the module docstring for the run folder."""
+    """Trains Phi on the labelled split with eq. (1) (the Sup-only baseline); see the module
+    docstring for the run folder and the methods a subclass overrides.
 
-    def __init__(self, cfg: Config, resume: bool | str = False):
-        self.cfg = cfg
-        self.run_dir = cfg.resolved_run_dir()
+    ``run_dir`` overrides the config's run folder (a self-training round trains in
+    ``RUN/round_<t>``); ``stage`` names the job in messages (e.g. ``"round 2"``).
+    """
+
+    stage = "training"
+
+    def __init__(self, cfg: Config, resume: bool | str = False, run_dir=None):
+        self.cfg = cfg.validate()
+        self.run_dir = Path(run_dir) if run_dir is not None else cfg.resolved_run_dir()
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.device)
-        if cfg.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0 (0 = load in this process), got {cfg.num_workers}")
-        if cfg.cpu_threads < 0:
-            raise ValueError(f"cpu_threads must be >= 0 (0 = torch's default), got {cfg.cpu_threads}")
         if cfg.cpu_threads > 0:
             # Measured on a 2-core machine: torch with 2 threads while another job holds a core
             # ran sparse convolution up to 350x slower than with 1 (threads spin-wait on each other).
             torch.set_num_threads(cfg.cpu_threads)
         self.meta = ensure_dataset(cfg)
         torch.manual_seed(cfg.seed)
-        self.train_set = SceneDataset(
-            cfg.data_root, "labelled", label_ratio=cfg.label_ratio, voxel_size=cfg.voxel_size,
-            transforms=default_train_transforms(max_points=cfg.max_points, elastic=cfg.elastic),
-            seed=cfg.seed, use_xyz_features=cfg.use_xyz_features)
-        self.val_set = SceneDataset(cfg.data_root, "val", voxel_size=cfg.voxel_size,
-                                    use_xyz_features=cfg.use_xyz_features)
-        if len(self.val_set) == 0:
-            hint = ("; a synthetic benchmark needs at least 5 scenes (every 5th scene is a val "
-                    "scene)" if cfg.dataset == "synthetic" else "; prepare it with a val list")
-            raise ValueError(f"{Path(cfg.data_root) / 'meta.json'}: the val split is empty, so "
-                             f"the run could not be evaluated{hint}")
-        self.model = build_model(cfg, self.meta).to(self.device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
+        self.datasets = self.build_datasets()
+        self._check_val_split()
+        self.models = self.build_models()
+        self.optimizers = self.build_optimizers()
         self.step = 0
-        self.stream = BatchStream(len(self.train_set), cfg.batch_size, cfg.seed)
+        self.sources = self.step_sources()
         if resume == "auto":
             resume = (self.ckpt_dir / "last.pt").exists()
         if resume:
-            self._resume()
+            self.load_checkpoint(self.ckpt_dir / "last.pt")
         elif (self.ckpt_dir / "last.pt").exists():
             raise FileExistsError(f"{self.run_dir}: a run is already there; pass resume=True "
                                   "(--resume) to continue it, or choose another run_dir")
 
+    # -- what a training scheme builds (override these) ---------------------------------------
+    def build_datasets(self) -> dict:
+        """``{"train": the labelled split, augmented; "val": the val split}``."""
+        cfg = self.cfg
+        return {
+            "train": SceneDataset(
+                cfg.data_root, "labelled", label_ratio=cfg.label_ratio, voxel_size=cfg.voxel_size,
+                transforms=self.train_transforms(), seed=cfg.seed,
+                use_xyz_features=cfg.use_xyz_features, label_noise=cfg.label_noise),
+            "val": SceneDataset(cfg.data_root, "val", voxel_size=cfg.voxel_size,
+                                use_xyz_features=cfg.use_xyz_features),
+        }
+
+    def train_transforms(self):
+        return default_train_transforms(max_points=self.cfg.max_points, elastic=self.cfg.elastic)
+
+    def build_models(self) -> dict:
+        """Named modules, on the training device: ``{"phi": Phi}``."""
+        return {"phi": build_model(self.cfg, self.meta).to(self.device)}
+
+    def build_optimizers(self) -> dict:
+        """Named optimizers; each param group's ``initial_lr`` is decayed by :func:`poly_lr`."""
+        cfg = self.cfg
+        return {"phi": _sgd(self.models["phi"], cfg.lr, cfg)}
+
+    def step_sources(self) -> list:
+        """``(dataset, BatchStream)`` pairs whose scenes make up every step's batch."""
+        train = self.datasets["train"]
+        return [(train, BatchStream(len(train), self.cfg.batch_size, self.cfg.seed))]
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.steps
+
+    def compute_losses(self, batch: dict) -> dict:
+        """The losses of one batch; ``loss`` is what is minimised (here eq. 1)."""
+        out = self.model(batch)
+        return phi_loss(out, batch["semantic"], batch["offset"], offset_valid=batch["offset_valid"])
+
+    def validate(self) -> dict:
+        return evaluate_model(self.model, self.datasets["val"], self.meta, self.cfg,
+                              device=self.device)
+
+    # -- conveniences ----------------------------------------------------------------------------
+    @property
+    def model(self):
+        """Phi, the network that is evaluated."""
+        return self.models["phi"]
+
+    @property
+    def optimizer(self):
+        return self.optimizers["phi"]
+
+    @property
+    def train_set(self):
+        return self.datasets["train"]
+
+    @property
+    def val_set(self):
+        return self.datasets["val"]
+
+    def _check_val_split(self) -> None:
+        if len(self.datasets["val"]) == 0:
+            hint = ("; a synthetic benchmark needs at least 5 scenes (every 5th scene is a val "
+                    "scene)" if self.cfg.dataset == "synthetic" else "; prepare it with a val list")
+            raise ValueError(f"{Path(self.cfg.data_root) / 'meta.json'}: the val split is empty, "
+                             f"so the run could not be evaluated{hint}")
+
     # -- checkpoints -----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"modules": {k: m.state_dict() for k, m in self.models.items()},
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "signatures": {k: m.signature() for k, m in self.models.items()},
+                "step": self.step, "config": self.cfg.to_dict(),
+                "torch_rng": torch.get_rng_state()}
+
     def save_checkpoint(self, name: str = "last.pt") -> Path:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         path = self.ckpt_dir / name
-        _atomic_torch_save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                            "step": self.step, "config": self.cfg.to_dict(),
-                            "signature": self.model.signature(),
-                            "torch_rng": torch.get_rng_state()}, path)
+        _atomic_torch_save(self.state_dict(), path)
         return path
 
-    def _resume(self):
-        path = self.ckpt_dir / "last.pt"
-        if not path.exists():
+    def load_checkpoint(self, path: Path, optimizers: bool = True) -> dict:
+        """Restore every named module (and optimizer, step and RNG) from ``path``."""
+        if not Path(path).exists():
             raise FileNotFoundError(f"{path}: nothing to resume (no checkpoint in {self.run_dir})")
-        ckpt = load_weights(self.model, path, map_location=self.device)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.step = ckpt["step"]
-        torch.set_rng_state(ckpt["torch_rng"])
+        ckpt = None
+        for name, module in self.models.items():
+            ckpt = load_weights(module, path, map_location=self.device, name=name)
+        if optimizers:
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(ckpt["optimizers"][name])
+            self.step = ckpt["step"]
+            torch.set_rng_state(ckpt["torch_rng"])
+        return ckpt
 
     # -- training --------------------------------------------------------------------------------
     def batches(self):
-        """The batches of steps ``self.step .. cfg.steps - 1`` on the training device, loaded in
+        """The batches of steps ``self.step .. total_steps - 1`` on the training device, loaded in
         this process (``num_workers = 0``) or by a DataLoader's worker processes."""
-        steps = StepBatches(self.train_set, self.stream, self.step, self.cfg.steps)
+        steps = StepBatches(self.sources, self.step, self.total_steps)
         if self.cfg.num_workers > 0:
             loader = torch.utils.data.DataLoader(
                 steps, batch_size=None, shuffle=False, num_workers=self.cfg.num_workers,
@@ -223,48 +269,51 @@ class Trainer:
                    for k, v in batch.items()}
 
     def train_step(self, batch: dict) -> dict:
-        cfg = self.cfg
-        for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr * poly_lr(self.step, cfg.steps, cfg.poly_power)
-        use_amp = cfg.amp and self.device.type == "cuda"
+        factor = poly_lr(self.step, self.total_steps, self.cfg.poly_power)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+        use_amp = self.cfg.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = self.model(batch)
-        losses = phi_loss(out, batch["semantic"], batch["offset"], batch["instance"])
+            losses = self.compute_losses(batch)
         if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(f"step {self.step}: loss is {losses['loss'].item()}; "
-                                     "lower lr or check the data")
-        self.optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(
+                f"{self.stage}, step {self.step}: loss is {losses['loss'].item()}; the last good "
+                f"checkpoint is {self.ckpt_dir / 'last.pt'} (lower lr or check the data)")
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        self.optimizer.step()
+        for opt in self.optimizers.values():
+            opt.step()
         self.step += 1
-        return {k: float(v.detach()) for k, v in losses.items()}
-
-    def validate(self) -> dict:
-        return evaluate_model(self.model, self.val_set, self.meta, self.cfg, device=self.device)
+        return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
 
     def fit(self) -> dict:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.run_dir / "config.yaml")
         log = CsvLog(self.run_dir / "log.csv", after_step=self.step)
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not cfg.progress)
-        self.model.train()
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=self.stage,
+                   disable=not cfg.progress)
+        for m in self.models.values():
+            m.train()
         t0, metrics = time.time(), {}
         for batch in self.batches():
             losses = self.train_step(batch)
             bar.update(1)
             bar.set_postfix(loss=f"{losses['loss']:.3f}")
             row = None
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                 row = {"step": self.step, "time_s": round(time.time() - t0, 2),
                        "lr": self.optimizer.param_groups[0]["lr"], **losses}
-            if cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.steps:
+            if cfg.val_every and self.step % cfg.val_every == 0 and self.step < self.total_steps:
                 metrics = self.validate()
-                self.model.train()
+                for m in self.models.values():
+                    m.train()
                 row = {**(row or {"step": self.step}), **_scalars(metrics)}
             if row:
                 log.write(row)
-            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+            if self.step % cfg.ckpt_every == 0 or self.step == self.total_steps:
                 self.save_checkpoint()
         bar.close()
         metrics = self.validate()
@@ -272,6 +321,14 @@ class Trainer:
         self.save_checkpoint("final.pt")
         (self.run_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=1))
         return metrics
+
+
+def _sgd(module, lr: float, cfg: Config) -> torch.optim.SGD:
+    opt = torch.optim.SGD(module.parameters(), lr=lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
+    for group in opt.param_groups:
+        group["initial_lr"] = lr
+    return opt
 
 
 def _scalars(metrics: dict) -> dict:

@@ -18,7 +18,8 @@ _LAZY = {
                    "instance_centers", "instance_offsets", "select_points"),
     "batch": ("BATCH_KEYS", "collate", "point_features"),
     "splits": ("make_label_splits", "write_label_splits", "ratio_key", "labelled_split_name"),
-    "dataset": ("SceneDataset", "SPLITS", "split_scene_names"),
+    "dataset": ("SceneDataset", "SPLITS", "split_scene_names", "corrupt_instance_classes"),
+    "ensure": ("ensure_dataset",),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 

@@ -17,6 +17,11 @@ N = total points, M = total voxels, B = scenes, C = feature channels (3, or 6 wi
     offset         float32 (N, 3)  offset target: mean xyz of the point's instance minus xyz
                                    (zeros where instance == -100); the scene's own ``offset``
                                    array if it has one, else computed here from xyz/instance
+    offset_valid   bool    (N,)    points whose offset is supervised: the scene's own
+                                   ``offset_valid`` (pseudo labels), else instance != -100
+    labelled       bool    (B,)    whether each scene carries ground truth (the scene's
+                                   ``labelled`` flag, default True); L^l and L^u of eq. (3)
+                                   are means over the points of these / the other scenes
     batch_index    int64   (N,)    scene (0..B-1) of each point
     point_offsets  int64   (B+1,)  points of scene b are rows point_offsets[b]:point_offsets[b+1]
     voxel_coords   int32   (M, 4)  [batch, x, y, z] grid coordinates, per scene shifted so the
@@ -34,8 +39,9 @@ from .classes import IGNORE_INDEX
 from .transforms import instance_offsets
 from .voxels import VOXEL_SIZE, voxel_mean, voxelize
 
-BATCH_KEYS = ("xyz", "rgb", "feats", "semantic", "instance", "offset", "batch_index",
-              "point_offsets", "voxel_coords", "voxel_feats", "p2v", "names")
+BATCH_KEYS = ("xyz", "rgb", "feats", "semantic", "instance", "offset", "offset_valid",
+              "labelled", "batch_index", "point_offsets", "voxel_coords", "voxel_feats", "p2v",
+              "names")
 
 
 def point_features(scene: dict, use_xyz_features: bool = False) -> np.ndarray:
@@ -71,7 +77,7 @@ def collate(scenes: list[dict], voxel_size: float = VOXEL_SIZE, use_xyz_features
     if len(scenes) == 0:
         raise ValueError("collate: got an empty list of scenes")
     parts = {k: [] for k in ("xyz", "rgb", "feats", "semantic", "instance", "offset",
-                             "batch_index", "voxel_coords", "p2v")}
+                             "offset_valid", "batch_index", "voxel_coords", "p2v")}
     point_offsets, next_instance, num_voxels = [0], 0, 0
     for b, scene in enumerate(scenes):
         xyz = np.asarray(scene["xyz"], dtype=np.float32)
@@ -88,6 +94,9 @@ def collate(scenes: list[dict], voxel_size: float = VOXEL_SIZE, use_xyz_features
         parts["semantic"].append(np.asarray(scene["semantic"], dtype=np.int64))
         parts["instance"].append(global_instance)
         parts["offset"].append(np.asarray(offset, dtype=np.float32))
+        valid = scene.get("offset_valid")
+        parts["offset_valid"].append(instance != IGNORE_INDEX if valid is None
+                                     else np.asarray(valid, dtype=bool))
         parts["batch_index"].append(np.full(n, b, dtype=np.int64))
         parts["voxel_coords"].append(
             np.concatenate([np.full((len(coords), 1), b, dtype=np.int32), coords], axis=1))
@@ -97,5 +106,6 @@ def collate(scenes: list[dict], voxel_size: float = VOXEL_SIZE, use_xyz_features
     batch = {k: torch.from_numpy(np.concatenate(v)) for k, v in parts.items()}
     batch["point_offsets"] = torch.tensor(point_offsets, dtype=torch.int64)
     batch["voxel_feats"] = voxel_mean(batch["feats"], batch["p2v"], num_voxels)
+    batch["labelled"] = torch.tensor([bool(s.get("labelled", True)) for s in scenes])
     batch["names"] = [str(s.get("name", "")) for s in scenes]
     return batch

@@ -10,7 +10,19 @@ Splits (``meta.json`` -> ``splits``, see :mod:`twist_lib.data.io` and :mod:`twis
   meant for measuring pseudo-label quality (SPEC.md, "Evaluation"), never for training.
 
 Each item is a scene dict after augmentation plus ``offset`` (N, 3) float32, the offset targets
-computed on the augmented coordinates (:func:`twist_lib.data.transforms.instance_offsets`).
+computed on the augmented coordinates (:func:`twist_lib.data.transforms.instance_offsets`), and
+``offset_valid`` (N,) bool, the points whose offset is supervised (``instance != -100``).
+
+Pseudo labels (paper Sec. 4.3): an unlabelled split given ``pseudo_dir`` (a round's
+``pseudo/`` folder of :mod:`twist_lib.pseudo_labels` files) carries, for every scene, its pseudo
+``semantic``, its pseudo ``instance`` (the kept proposal of each point) and a per-point target
+``center`` = point + pseudo offset, which the augmentations move with the points; after
+augmentation ``offset = center - xyz`` where the pseudo offset is valid, else zero. The stored
+ground truth never enters: labels are hidden first, then replaced by the pseudo labels.
+
+Label noise (paper Fig. 4b): ``label_noise = f`` gives each labelled instance, with probability
+``f``, a wrong class drawn uniformly from the other instance classes; the draw depends only on
+(``seed``, scene name), so it is the same in every epoch and every worker.
 Augmentation randomness comes from ``numpy.random.default_rng([seed, epoch, index])``, so an item
 depends only on (seed, epoch, index), not on worker count or access order; call
 :meth:`SceneDataset.set_epoch` at the start of every epoch (with a ``DataLoader``, before creating
@@ -59,6 +71,27 @@ def split_scene_names(root, meta: dict, split: str, label_ratio=None) -> list[st
     return [n for n in lookup("train") if n not in labelled_set]
 
 
+def corrupt_instance_classes(scene: dict, fraction: float, instance_classes, seed: int) -> dict:
+    """The scene with each instance's class replaced, with probability ``fraction``, by another
+    instance class drawn uniformly (paper Fig. 4b); seeded by (``seed``, scene name). Points
+    without a class (-100) stay without one."""
+    classes = np.asarray(sorted(instance_classes), dtype=np.int64)
+    ids = np.unique(scene["instance"][scene["instance"] != IGNORE_INDEX])
+    if len(ids) == 0 or len(classes) < 2:
+        return scene
+    name_key = [int(b) for b in str(scene.get("name", "")).encode()]
+    rng = np.random.default_rng([int(seed), 7919, *name_key])
+    flip = rng.random(len(ids)) < fraction
+    shift = rng.integers(1, len(classes), size=len(ids))
+    semantic = scene["semantic"].copy()
+    for k in np.flatnonzero(flip):  # one vectorised write per corrupted instance
+        member = scene["instance"] == ids[k]
+        old = int(np.bincount(semantic[member][semantic[member] >= 0], minlength=1).argmax())
+        pos = int(np.searchsorted(classes, old)) if old in classes else 0
+        semantic[member & (semantic >= 0)] = classes[(pos + shift[k]) % len(classes)]
+    return {**scene, "semantic": semantic}
+
+
 def hide_labels(scene: dict) -> dict:
     """The scene with ``semantic`` and ``instance`` replaced by all -100."""
     n = len(scene["xyz"])
@@ -90,7 +123,7 @@ class SceneDataset(Dataset):
 
     def __init__(self, root, split: str, label_ratio=None, transforms=None,
                  voxel_size: float = VOXEL_SIZE, seed: int = 0, use_xyz_features: bool = False,
-                 cache: bool = True):
+                 cache: bool = True, pseudo_dir=None, label_noise: float = 0.0):
         self.root = Path(root)
         self.meta = read_meta(self.root)
         self.split = split
@@ -101,6 +134,15 @@ class SceneDataset(Dataset):
         self.seed = int(seed)
         self.use_xyz_features = bool(use_xyz_features)
         self.hides_labels = split == "unlabelled"
+        self.pseudo_dir = None if pseudo_dir is None else Path(pseudo_dir)
+        if self.pseudo_dir is not None and not self.hides_labels:
+            raise ValueError(f"pseudo labels belong to the unlabelled split, not {split!r}")
+        if not 0.0 <= label_noise <= 1.0:
+            raise ValueError(f"label_noise must be in [0, 1], got {label_noise}")
+        if label_noise > 0 and split not in ("labelled", "train"):
+            raise ValueError(f"label_noise corrupts training labels only; the {split!r} split "
+                             "keeps its ground truth")
+        self.label_noise = float(label_noise)
         self.epoch = 0
         self._cache = {} if cache else None
         missing = [scene_path(self.root, n) for n in self.names if not scene_path(self.root, n).exists()]
@@ -129,14 +171,42 @@ class SceneDataset(Dataset):
             self._cache[name] = load_scene(scene_path(self.root, name))
         return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in self._cache[name].items()}
 
+    @property
+    def labelled(self) -> bool:
+        """Whether items carry ground-truth labels (False for the unlabelled split)."""
+        return not self.hides_labels
+
     def __getitem__(self, index: int) -> dict:
         scene = self._stored(index)
         if self.hides_labels:
             scene = hide_labels(scene)
+            if self.pseudo_dir is not None:
+                scene = self._with_pseudo_labels(scene)
+        elif self.label_noise > 0:
+            scene = corrupt_instance_classes(scene, self.label_noise, self.meta["instance_classes"],
+                                             self.seed)
         if self.transforms is not None:
             scene = self.transforms(scene, self.generator(index))
-        scene["offset"] = instance_offsets(scene["xyz"], scene["instance"])
+        if "center" in scene:
+            valid = scene.pop("offset_valid")
+            scene["offset"] = np.where(valid[:, None], scene.pop("center") - scene["xyz"],
+                                       0).astype(np.float32)
+        else:
+            scene["offset"] = instance_offsets(scene["xyz"], scene["instance"])
+            valid = scene["instance"] != IGNORE_INDEX
+        scene["offset_valid"] = valid
+        scene["labelled"] = self.labelled
         return scene
+
+    def _with_pseudo_labels(self, scene: dict) -> dict:
+        from ..pseudo_labels import pseudo_label_path, read_pseudo_labels
+        labels = read_pseudo_labels(pseudo_label_path(self.pseudo_dir, scene["name"]),
+                                    num_points=len(scene["xyz"]))
+        valid = labels["offset_valid"].astype(bool)
+        center = scene["xyz"] + np.where(valid[:, None], labels["offset"], 0)
+        return {**scene, "semantic": labels["semantic"].astype(np.int64),
+                "instance": labels["instance"].astype(np.int64),
+                "center": center.astype(np.float32), "offset_valid": valid}
 
     def ground_truth(self, index: int) -> dict:
         """The stored, un-augmented scene with its labels and ``offset`` targets — for evaluating

@@ -18,6 +18,12 @@ Offset targets (:func:`instance_offsets`) depend on the final coordinates, so th
 after augmentation (by :class:`twist_lib.data.dataset.SceneDataset` or
 :func:`twist_lib.data.batch.collate`), never stored on disk.
 
+Pseudo-labelled scenes (paper Sec. 4.3) carry a per-point *target centre* ``center`` (N, 3), the
+point plus its pseudo offset (eq. 8: the proposal's mean-shift centre of eq. 7), which cannot be
+recomputed from instance ids. Every geometric augmentation moves ``center`` exactly as it moves
+the points (:data:`COORDINATE_KEYS`), so ``center - xyz`` after augmentation is the pseudo offset
+of the augmented scene.
+
 Difference from PointGroup: PointGroup computes its offset targets and float coordinates on the
 points before the elastic distortion and voxelises the distorted ones; here the distorted
 coordinates are the scene's coordinates, so ``xyz + offset`` is exactly the mean of the
@@ -35,6 +41,7 @@ from .classes import IGNORE_INDEX
 from .voxels import voxel_mean
 
 MAX_POINTS = 250_000  # SPEC.md: crop to <= 250k points
+COORDINATE_KEYS = ("xyz", "center")  # per-point positions that geometric augmentations move
 
 
 def per_point_keys(scene: dict) -> list[str]:
@@ -51,8 +58,13 @@ def select_points(scene: dict, keep) -> dict:
     return out
 
 
-def _with_xyz(scene: dict, xyz: np.ndarray) -> dict:
-    return {**scene, "xyz": np.asarray(xyz, dtype=np.float32)}
+def _move_coordinates(scene: dict, move) -> dict:
+    """A new scene whose :data:`COORDINATE_KEYS` arrays are ``move(float64 array)``, as float32."""
+    out = dict(scene)
+    for key in COORDINATE_KEYS:
+        if key in scene:
+            out[key] = np.asarray(move(scene[key].astype(np.float64)), dtype=np.float32)
+    return out
 
 
 class LinearTransform:
@@ -63,7 +75,7 @@ class LinearTransform:
 
     def __call__(self, scene: dict, rng: np.random.Generator) -> dict:
         m = self.matrix(rng)
-        return _with_xyz(scene, scene["xyz"].astype(np.float64) @ m)
+        return _move_coordinates(scene, lambda xyz: xyz @ m)
 
 
 class RandomJitterMatrix(LinearTransform):
@@ -127,8 +139,8 @@ class ElasticDistortion:
         self.spacing = float(spacing)
         self.magnitude = float(magnitude)
 
-    def displacement(self, xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The smooth random displacement field (before ``magnitude``) at the points ``xyz``."""
+    def field(self, xyz: np.ndarray, rng: np.random.Generator) -> RegularGridInterpolator:
+        """The smooth random displacement field (before ``magnitude``) over ``xyz``'s box."""
         lo = xyz.min(axis=0) - self.spacing
         shape = np.floor((xyz.max(axis=0) - lo) / self.spacing).astype(np.int64) + 2
         noise = rng.standard_normal((3, *shape)).astype(np.float32)
@@ -136,13 +148,16 @@ class ElasticDistortion:
             for axis in (1, 2, 3):
                 noise = uniform_filter1d(noise, size=3, axis=axis, mode="constant", cval=0.0)
         axes = [lo[d] + self.spacing * np.arange(shape[d]) for d in range(3)]
-        field = RegularGridInterpolator(axes, np.moveaxis(noise, 0, -1), bounds_error=False,
-                                        fill_value=0.0)
-        return field(xyz)
+        return RegularGridInterpolator(axes, np.moveaxis(noise, 0, -1), bounds_error=False,
+                                       fill_value=0.0)
+
+    def displacement(self, xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The displacement field (before ``magnitude``) at the points ``xyz``."""
+        return self.field(xyz, rng)(xyz)
 
     def __call__(self, scene: dict, rng: np.random.Generator) -> dict:
-        xyz = scene["xyz"].astype(np.float64)
-        return _with_xyz(scene, xyz + self.displacement(xyz, rng) * self.magnitude)
+        field = self.field(scene["xyz"].astype(np.float64), rng)
+        return _move_coordinates(scene, lambda p: p + field(p) * self.magnitude)
 
     def __repr__(self):
         return f"ElasticDistortion(spacing={self.spacing}, magnitude={self.magnitude})"

@@ -2,7 +2,8 @@
 
 The ScanNet benchmark names a class by its *benchmark id* (ScanNet: the nyu40 id; S3DIS and the
 synthetic benchmark: semantic index + 1, see :mod:`twist_lib.data.classes`). Instance AP is
-computed only for the *instance classes*; the other classes (ScanNet: wall, floor) count as void.
+computed only for the *instance classes*; the other classes, the *background* classes (ScanNet:
+wall, floor; :attr:`ClassSpec.background_ids`), count as void and are never clustered.
 """
 from __future__ import annotations
 
@@ -57,6 +58,13 @@ class ClassSpec:
     def instance_names(self) -> tuple:
         """Names of the instance classes (the rows of the AP table)."""
         return tuple(self.names[i] for i in self.instance_ids)
+
+    @property
+    def background_ids(self) -> tuple:
+        """Semantic indices (ascending) of the classes that are not instance classes (ScanNet:
+        wall, floor): module A never clusters them and the benchmark counts them as void."""
+        instance = set(self.instance_ids)
+        return tuple(c for c in range(self.num_classes) if c not in instance)
 
     @property
     def instance_benchmark_ids(self) -> tuple:

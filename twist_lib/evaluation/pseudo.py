@@ -1,14 +1,15 @@
 """Quality of pseudo labels against the ground truth (paper Fig. 4; SPEC.md, "Evaluation").
 
 Conventions: a point has a pseudo label where its pseudo semantic is not ``ignore_index`` (-100);
-module C writes the pseudo semantic and the pseudo offset of the same points (eqs. 6-8), so the
-pseudo offset is read only there. The ground-truth offset of a point is only meaningful where
-its ground-truth instance is not -100.
+module C writes the pseudo semantic and the pseudo offset of the same points (eqs. 6-8), so by
+default the pseudo offset is read only there; labels whose offsets are set on other points (the
+ablations of Tables 4-5, :mod:`twist_lib.pseudo_labels`) pass their ``offset_valid`` mask. The
+ground-truth offset of a point is only meaningful where its ground-truth instance is not -100.
 
 * ``sem_acc``: fraction of points with a pseudo label and a valid ground-truth class whose pseudo
   class is right (the paper's "Sem. Acc."); ``sem_macc`` is the same averaged per class.
-* ``offset_error``: mean of ``||o_tilde - o_gt||_2`` over points with a pseudo label and a
-  ground-truth instance (the paper's "Off. Error").
+* ``offset_error``: mean of ``||o_tilde - o_gt||_2`` over points with a pseudo offset (see
+  above) and a ground-truth instance (the paper's "Off. Error").
 * ``coverage``: fraction of all points that received a pseudo label.
 """
 from __future__ import annotations
@@ -30,9 +31,11 @@ class PseudoLabelQuality:
         self.n_offset_scored = 0
         self.offset_error_sum = 0.0
 
-    def add(self, pseudo_sem, pseudo_offset, gt_sem, gt_offset, gt_instance) -> "PseudoLabelQuality":
+    def add(self, pseudo_sem, pseudo_offset, gt_sem, gt_offset, gt_instance,
+            offset_valid=None) -> "PseudoLabelQuality":
         """Add one scene: ``pseudo_sem``, ``gt_sem``, ``gt_instance`` (N,) ints and
-        ``pseudo_offset``, ``gt_offset`` (N, 3) floats."""
+        ``pseudo_offset``, ``gt_offset`` (N, 3) floats; ``offset_valid`` (N,) bool, where the
+        pseudo offset is set (default: where the pseudo semantic is)."""
         pseudo_sem = np.asarray(pseudo_sem, dtype=np.int64).reshape(-1)
         gt_sem = np.asarray(gt_sem, dtype=np.int64).reshape(-1)
         gt_instance = np.asarray(gt_instance, dtype=np.int64).reshape(-1)
@@ -48,7 +51,12 @@ class PseudoLabelQuality:
         has_pseudo = pseudo_sem != self.ignore_index
         sem_scored = has_pseudo & (gt_sem != self.ignore_index)
         self.confusion.add(pseudo_sem[sem_scored], gt_sem[sem_scored])
-        off_scored = has_pseudo & (gt_instance != self.ignore_index)
+        if offset_valid is None:
+            offset_valid = has_pseudo
+        offset_valid = np.asarray(offset_valid, dtype=bool).reshape(-1)
+        if len(offset_valid) != n:
+            raise ValueError(f"offset_valid has {len(offset_valid)} entries, expected {n}")
+        off_scored = offset_valid & (gt_instance != self.ignore_index)
         error = np.linalg.norm(pseudo_offset[off_scored] - gt_offset[off_scored], axis=1)
         self.n_points += n
         self.n_pseudo += int(has_pseudo.sum())
@@ -74,8 +82,9 @@ class PseudoLabelQuality:
 
 
 def pseudo_label_quality(pseudo_sem, pseudo_offset, gt_sem, gt_offset, gt_instance,
-                         num_classes: int, ignore_index: int = IGNORE_INDEX) -> dict:
+                         num_classes: int, ignore_index: int = IGNORE_INDEX,
+                         offset_valid=None) -> dict:
     """Pseudo-label quality of one scene (module docstring); use :class:`PseudoLabelQuality` to
     accumulate several."""
     return PseudoLabelQuality(num_classes, ignore_index).add(
-        pseudo_sem, pseudo_offset, gt_sem, gt_offset, gt_instance).result()
+        pseudo_sem, pseudo_offset, gt_sem, gt_offset, gt_instance, offset_valid).result()

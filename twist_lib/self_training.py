@@ -1,0 +1,330 @@
+"""TWIST's self-training rounds (paper Sec. 4, Fig. 2): the whole method.
+
+Round 0 (step i, "initialisation"): Phi is trained on the labelled scenes with eq. (1), Psi
+alongside it with eq. (5) on the proposals module A forms on those scenes (Sup-only + Psi). Or
+round 0 is taken from an existing Sup-only checkpoint (``init_checkpoint``; also how "TWIST +
+CSC" starts); Psi is then trained on the frozen Phi for ``psi_init_steps`` steps if the
+checkpoint has none.
+
+Round t >= 1:
+
+1. *pseudo-label generation* (step ii): every unlabelled scene goes through Phi_{t-1} (eval
+   mode), module A, Psi_{t-1} (module B) and module C, batched and without gradients; the labels
+   are written to ``RUN/round_<t>/pseudo/<scene>.npz`` (:func:`pseudo_label_split`);
+2. their quality against the ground truth is measured in a separate step that training never
+   reads (``pseudo_quality.json``);
+3. *training* (step iii): Phi_t starts from Phi_{t-1} and trains on (labelled, unlabelled)
+   pairs with ``L^Phi = L^l + L^u`` (eqs. 3-4), Psi alongside (:class:`RoundTrainer`).
+
+Run folder::
+
+    RUN/config.yaml
+    RUN/rounds.csv                       one row per finished round (Table 7 / Fig. 4a)
+    RUN/round_<t>/checkpoints/{last,final}.pt   Phi and Psi, their optimizers, the step
+    RUN/round_<t>/pseudo/<scene>.npz     round t's pseudo labels (t >= 1)
+    RUN/round_<t>/pseudo_quality.json    sem_acc, offset_error, coverage, per scene
+    RUN/round_<t>/{log.csv,metrics.json,timing.json}
+
+Every stage is resumable: pseudo labels are written scene by scene (atomically) and a round's
+labels are complete when ``pseudo/_complete.json`` exists; training resumes from
+``last.pt``; a finished round (``metrics.json``) is never redone.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .config import Config
+from .data.batch import collate
+from .data.dataset import SceneDataset
+from .inference import background_classes, to_device
+from .losses import split_phi_loss
+from .pseudo_labels import (make_pseudo_labels, pseudo_label_path, pseudo_label_quality,
+                            write_pseudo_labels)
+from .psi_training import (augment_and_score, build_psi, module_a_proposals, psi_features,
+                           recorrect, training_samples)
+from .trainer import BatchStream, Trainer, _jsonable, _scalars, _sgd, load_weights
+
+ROUND_KEYS = ("round", "AP", "AP50", "AP25", "miou", "macc", "sem_acc", "sem_macc",
+              "offset_error", "coverage", "pseudo_s", "quality_s", "train_s")
+
+
+class RoundTrainer(Trainer):
+    """One round's training stage: Phi on labelled (+ pseudo-labelled) scenes, Psi alongside.
+
+    ``pseudo_dir`` = the round's pseudo labels (None in round 0: labelled scenes only);
+    ``init_from`` = the checkpoint whose Phi (and Psi, if it has one) a fresh round starts from;
+    ``train_phi=False`` trains Psi alone on a frozen Phi (round 0 from an ``init_checkpoint``).
+    """
+
+    def __init__(self, cfg: Config, round_index: int, run_dir, pseudo_dir=None, init_from=None,
+                 train_phi: bool = True, steps: int | None = None, resume: bool | str = False):
+        self.round, self.pseudo_dir, self.train_phi = round_index, pseudo_dir, train_phi
+        self._steps = steps if steps is not None else (cfg.steps if round_index == 0
+                                                      else cfg.round_steps)
+        self.stage = f"round {round_index}" + ("" if train_phi else " (Psi on a frozen Phi)")
+        super().__init__(cfg, resume=resume, run_dir=run_dir)
+        self.background = background_classes(self.meta)
+        if self.step == 0 and init_from is not None:
+            load_weights(self.models["phi"], init_from, map_location=self.device, name="phi")
+            try:
+                load_weights(self.models["psi"], init_from, map_location=self.device, name="psi")
+            except KeyError:
+                pass  # a Sup-only checkpoint: Psi starts fresh
+
+    @property
+    def total_steps(self) -> int:
+        return self._steps
+
+    def build_datasets(self) -> dict:
+        datasets = super().build_datasets()
+        if self.pseudo_dir is not None:
+            cfg = self.cfg
+            datasets["unlabelled"] = SceneDataset(
+                cfg.data_root, "unlabelled", label_ratio=cfg.label_ratio,
+                voxel_size=cfg.voxel_size, transforms=self.train_transforms(),
+                seed=cfg.seed + 1000 * self.round, use_xyz_features=cfg.use_xyz_features,
+                pseudo_dir=self.pseudo_dir)
+        return datasets
+
+    def build_models(self) -> dict:
+        models = super().build_models()
+        psi = build_psi(self.cfg, self.meta, models["phi"].size.m)
+        return {**models, "psi": psi.to(self.device)}
+
+    def build_optimizers(self) -> dict:
+        opts = {"psi": _sgd(self.models["psi"], self.cfg.psi_lr, self.cfg)}
+        if self.train_phi:
+            opts = {"phi": _sgd(self.models["phi"], self.cfg.lr, self.cfg), **opts}
+        return opts
+
+    @property
+    def optimizer(self):
+        return self.optimizers["phi" if self.train_phi else "psi"]
+
+    def step_sources(self) -> list:
+        cfg, seed = self.cfg, self.cfg.seed + 1000 * self.round
+        train = self.datasets["train"]
+        sources = [(train, BatchStream(len(train), cfg.batch_size, seed))]
+        if "unlabelled" in self.datasets:
+            unl = self.datasets["unlabelled"]
+            sources.append((unl, BatchStream(len(unl), cfg.unlabelled_batch, seed + 1,
+                                             what="the unlabelled split")))
+        return sources
+
+    def compute_losses(self, batch: dict) -> dict:
+        """``L^Phi + L^Psi``: eqs. (3)-(4) for Phi, eq. (5) + L_sem for Psi."""
+        phi = self.models["phi"]
+        if self.train_phi:
+            out = phi(batch)
+            losses = split_phi_loss(out, batch)
+        else:
+            phi.eval()
+            with torch.no_grad():
+                out = phi(batch)
+            losses = {"loss": 0.0}
+        generator = torch.Generator().manual_seed(
+            hash((self.cfg.seed, self.round, self.step)) % (2 ** 63))
+        samples = training_samples(batch, out, self.cfg, self.background, generator)
+        feats = psi_features(self.cfg, batch, out)
+        psi_terms = augment_and_score(self.models["psi"], samples, batch, feats, self.cfg,
+                                      generator)
+        losses.update({k: v for k, v in psi_terms.items() if k != "loss"})
+        losses["loss"] = losses["loss"] + psi_terms["loss"]
+        return losses
+
+    def validate(self) -> dict:
+        from .inference import evaluate_model
+        psi = self.models["psi"] if self.cfg.test_time_recorrection else None
+        return evaluate_model(self.model, self.datasets["val"], self.meta, self.cfg,
+                              device=self.device, psi=psi)
+
+
+# ---------------------------------------------------------------------------------- step ii
+
+@torch.no_grad()
+def pseudo_label_split(phi, psi, dataset: SceneDataset, pseudo_dir, cfg: Config, meta: dict,
+                       device) -> int:
+    """Pseudo-label every scene of ``dataset`` (the unlabelled split, no augmentation) with
+    modules A -> B -> C into ``pseudo_dir``; scenes whose file exists are skipped (resume).
+    Returns the number of scenes labelled now."""
+    pseudo_dir = Path(pseudo_dir)
+    todo = [i for i in range(len(dataset))
+            if not pseudo_label_path(pseudo_dir, dataset.names[i]).exists()]
+    background = background_classes(meta)
+    phi.eval()
+    bar = tqdm(total=len(dataset), initial=len(dataset) - len(todo), desc="pseudo-label",
+               disable=not cfg.progress)
+    for start in range(0, len(todo), cfg.pseudo_batch_size):
+        scenes = [dataset[i] for i in todo[start:start + cfg.pseudo_batch_size]]
+        batch = to_device(collate(scenes, cfg.voxel_size, cfg.use_xyz_features), device)
+        for name, labels in _label_batch(phi, psi, batch, cfg, meta, background):
+            write_pseudo_labels(pseudo_label_path(pseudo_dir, name), labels)
+        bar.update(len(scenes))
+    bar.close()
+    return len(todo)
+
+
+def _label_batch(phi, psi, batch, cfg, meta, background):
+    """``(scene name, pseudo labels)`` of every scene of one batch."""
+    out = phi(batch)
+    probs = torch.softmax(out["semantic_logits"].float(), dim=1)
+    offset = out["offset"].float()
+    scenes = range(len(batch["names"]))
+    samples, per_scene = module_a_proposals(batch, probs, offset, scenes, cfg, background)
+    if cfg.recorrection and psi is not None:
+        classes, scores = recorrect(psi, batch["xyz"], psi_features(cfg, batch, out), samples)
+    else:  # module B off (Table 4): majority class, mean class probability as the score
+        classes = torch.cat([p.classes for _, p in per_scene]) if per_scene else None
+        scores = torch.cat([p.scores for _, p in per_scene]) if per_scene else None
+    for b in scenes:
+        lo, hi = int(batch["point_offsets"][b]), int(batch["point_offsets"][b + 1])
+        first, props = per_scene[b]
+        ids = torch.full((hi - lo,), -1, dtype=torch.int64, device=probs.device)
+        rows = (samples.point_idx >= lo) & (samples.point_idx < hi)
+        ids[samples.point_idx[rows] - lo] = samples.sample_idx[rows] - first
+        labels = make_pseudo_labels(
+            batch["xyz"][lo:hi], probs[lo:hi], offset[lo:hi], ids,
+            classes[first:first + len(props)], scores[first:first + len(props)],
+            instance_classes=meta["instance_classes"], threshold=cfg.pseudo_threshold,
+            update=cfg.pseudo_update, pointwise_threshold=cfg.pointwise_threshold,
+            use_semantic=cfg.pseudo_semantic, use_offset=cfg.pseudo_offset,
+            offset_to_semantic=cfg.offset_to_semantic)
+        yield batch["names"][b], {k: v.cpu() for k, v in labels.items()}
+
+
+# ---------------------------------------------------------------------------------- rounds
+
+def run_twist(cfg: Config, resume: bool = False) -> list[dict]:
+    """Round 0 plus ``cfg.rounds`` self-training rounds; returns the rows of ``rounds.csv``.
+
+    ``resume=True`` continues a run folder wherever it stopped (pseudo-labelling or training of
+    any round); without it an existing run folder is an error."""
+    run = cfg.resolved_run_dir("twist")
+    if (run / "config.yaml").exists() and not resume:
+        raise FileExistsError(f"{run}: a TWIST run is already there; pass --resume to continue "
+                              "it, or choose another run_dir")
+    run.mkdir(parents=True, exist_ok=True)
+    cfg.save(run / "config.yaml")
+    rows = []
+    for t in range(cfg.rounds + 1):
+        rows.append(run_round(cfg, run, t))
+        _write_rows(run / "rounds.csv", rows)
+        if cfg.progress:
+            r = rows[-1]
+            print(f"round {t}: AP50 {r['AP50']:.4f}  AP {r['AP']:.4f}  mIoU {r['miou']:.4f}"
+                  + (f"  pseudo sem_acc {r['sem_acc']:.4f}" if t else ""), flush=True)
+    return rows
+
+
+def run_round(cfg: Config, run: Path, t: int) -> dict:
+    """Do (or finish) round ``t`` of the run folder ``run``; return its ``rounds.csv`` row."""
+    rdir = run / f"round_{t}"
+    if not (rdir / "metrics.json").exists():
+        if t == 0:
+            _round_zero(cfg, rdir)
+        else:
+            _round(cfg, run, rdir, t)
+    metrics = json.loads((rdir / "metrics.json").read_text())
+    quality = _read_json(rdir / "pseudo_quality.json")
+    timing = _read_json(rdir / "timing.json")
+    row = {"round": t, **{k: metrics.get(k) for k in ("AP", "AP50", "AP25", "miou", "macc")},
+           **{k: quality.get(k) for k in ("sem_acc", "sem_macc", "offset_error", "coverage")},
+           **{k: round(timing.get(k, 0.0), 1) for k in ("pseudo_s", "quality_s", "train_s")}}
+    return row
+
+
+def _round_zero(cfg: Config, rdir: Path) -> None:
+    with _timed(rdir, "train_s"):
+        if not cfg.init_checkpoint:
+            RoundTrainer(cfg, 0, rdir, resume="auto").fit()
+            return
+        init = Path(cfg.init_checkpoint)
+        init = init / "checkpoints" / "final.pt" if init.is_dir() else init
+        if not init.exists():
+            raise FileNotFoundError(f"{init}: init_checkpoint not found")
+        has_psi = "psi" in torch.load(init, map_location="cpu", weights_only=False).get("modules", {})
+        steps = 0 if has_psi else cfg.psi_init_steps
+        RoundTrainer(cfg, 0, rdir, init_from=init, train_phi=False, steps=steps,
+                     resume="auto").fit()
+
+
+def _round(cfg: Config, run: Path, rdir: Path, t: int) -> None:
+    previous = run / f"round_{t - 1}" / "checkpoints" / "final.pt"
+    pseudo_dir = rdir / "pseudo"
+    if not (pseudo_dir / "_complete.json").exists():
+        with _timed(rdir, "pseudo_s"):
+            phi, psi, dataset, meta, device = _previous_models(cfg, previous, rdir)
+            pseudo_dir.mkdir(parents=True, exist_ok=True)
+            pseudo_label_split(phi, psi, dataset, pseudo_dir, cfg, meta, device)
+            _atomic_json(pseudo_dir / "_complete.json", {"scenes": len(dataset)})
+    if not (rdir / "pseudo_quality.json").exists():
+        with _timed(rdir, "quality_s"):
+            dataset = SceneDataset(cfg.data_root, "unlabelled", label_ratio=cfg.label_ratio)
+            quality = pseudo_label_quality(pseudo_dir, dataset, progress=cfg.progress)
+            _atomic_json(rdir / "pseudo_quality.json", quality)
+    with _timed(rdir, "train_s"):
+        RoundTrainer(cfg, t, rdir, pseudo_dir=pseudo_dir, init_from=previous, resume="auto").fit()
+
+
+def _previous_models(cfg: Config, checkpoint: Path, rdir: Path):
+    """Phi_{t-1} and Psi_{t-1} from ``checkpoint``, and the unlabelled split to label."""
+    from .data.ensure import ensure_dataset
+    from .network import build_model
+    from .trainer import resolve_device
+    meta = ensure_dataset(cfg)
+    device = resolve_device(cfg.device)
+    phi = build_model(cfg, meta).to(device)
+    load_weights(phi, checkpoint, map_location=device, name="phi")
+    psi = build_psi(cfg, meta, phi.size.m).to(device)
+    load_weights(psi, checkpoint, map_location=device, name="psi")
+    dataset = SceneDataset(cfg.data_root, "unlabelled", label_ratio=cfg.label_ratio,
+                           voxel_size=cfg.voxel_size, use_xyz_features=cfg.use_xyz_features)
+    return phi.eval(), psi.eval(), dataset, meta, device
+
+
+@contextmanager
+def _timed(rdir: Path, key: str):
+    """Add the wall time of the block to ``rdir/timing.json[key]`` (kept across resumes)."""
+    t0 = time.time()
+    try:
+        yield
+    finally:
+        rdir.mkdir(parents=True, exist_ok=True)
+        timing = _read_json(rdir / "timing.json")
+        timing[key] = timing.get(key, 0.0) + time.time() - t0
+        _atomic_json(rdir / "timing.json", timing)
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _atomic_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(obj), indent=1))
+    os.replace(tmp, path)
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(ROUND_KEYS))
+        writer.writeheader()
+        writer.writerows([{k: _fmt(r.get(k)) for k in ROUND_KEYS} for r in rows])
+    os.replace(tmp, path)
+
+
+def _fmt(value):
+    return "" if value is None else (round(value, 5) if isinstance(value, float) else value)
+
+
+__all__ = ["RoundTrainer", "pseudo_label_split", "run_twist", "run_round", "ROUND_KEYS",
+           "_scalars"]
