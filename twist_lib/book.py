@@ -7,6 +7,10 @@ Notebook side (every notebook under ``book/`` starts with a papermill ``paramete
     book.use_book_renderer()                                   # plotly figures the HTML shows
     model, meta = book.trained_baseline(cfg)                   # train Phi once, then reuse it
 
+The module B and C pages' own helpers live in :mod:`twist_lib.proposal_study` (Psi on the
+baseline, one scene's proposals, Psi's augmentations) and :mod:`twist_lib.pseudo_study` (module
+C's pseudo labels against point-wise thresholding).
+
 A notebook's ``profile`` parameter defaults to ``""``, which means ``$TWIST_PROFILE`` if set, else
 ``cpu``; papermill's ``-p profile ...`` overrides both. A profile changes settings only (sizes,
 steps, resolution, augmentation; :data:`twist_lib.config.PROFILES`), never the code path.

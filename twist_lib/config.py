@@ -233,15 +233,16 @@ PROFILES: dict[str, dict] = {
                 voxel_size=0.05, cluster_radius=0.08, use_xyz_features=True, elastic=False,
                 steps=2000, batch_size=4, val_every=500, ckpt_every=100, val_scenes=0,
                 # TWIST rounds: the paper trains 10k steps per round with Psi at lr 0.005; here a
-                # round is 500 steps and Psi starts from a Sup-only model with 500 steps, so Psi
-                # learns at 0.02. Measured (bench/psi_quality.py, frozen 5 % Phi, 30 val scenes):
+                # round is 400 steps (a round, pseudo-labelling and validation included, then
+                # takes about 20 minutes next to another job on 2 cores) and Psi starts from a
+                # Sup-only model with 400 steps, so Psi learns at 0.02. Measured (bench/psi_quality.py, frozen 5 % Phi, 30 val scenes):
                 # after 150 steps lr 0.005 kept proposals with precision 0.63 and a class accuracy
                 # below the majority vote (0.85 vs 0.89); lr 0.02 after 400 steps: precision 0.71
                 # (majority score 0.62), class accuracy equal to the majority vote (0.96).
-                rounds=3, steps_per_round=500, psi_init_steps=500, psi_lr=0.02),
+                rounds=3, steps_per_round=400, psi_init_steps=400, psi_lr=0.02),
     "gpu": dict(data_root="data/synthetic_scannet", synthetic_size="scannet", synthetic_scenes=600,
                 model_size="paper", steps=10000, batch_size=4, val_every=2000, ckpt_every=500,
-                num_workers=6),
+                num_workers=6, rounds=4, steps_per_round=10000, psi_grid=20, psi_width=32),
 }
 
 

@@ -15,8 +15,11 @@ cross entropy (:func:`twist_lib.recorrection.psi_loss`) against the ground truth
 
 Early in round 0, Phi forms few proposals, most of them poor: Psi would see almost no positive
 (IoU > 0.5) sample. ``psi_gt_proposals`` ground-truth instances of the labelled scenes are added
-to every step's samples (they then go through the same mutation, which jitters them); see the
-book's module B page for the measured effect. At most ``psi_max_proposals`` samples per step are
+to every step's samples (they then go through the same mutation, which jitters them). Measured
+(``bench/psi_quality.py``, Psi trained 400 steps at lr 0.02 on a frozen 5 % Sup-only Phi of the
+``cpu`` profile, 258 proposals of 30 val scenes): with 8 such samples per step Psi's class was
+right on 95.8 % of the proposals with IoU > 0.5 (the majority vote: 95.8 %) and it kept 86 % of
+them at score > 0.5 with precision 0.71; without them 92.4 %, 73 % and 0.76. At most ``psi_max_proposals`` samples per step are
 kept, a random subset (a truncation in class order would starve the last classes).
 
 Inference (Sec. 4.3 and the test-time re-correction of Sec. 5.3): :func:`recorrect` runs Psi on

@@ -235,7 +235,7 @@ def centre_samples(xyz, sample_idx, num_samples: int):
 
 def voxelize_samples(xyz, feats, sample_idx, num_samples: int, grid: int = 14,
                      min_voxel: float = 0.02):
-    """Re-voxelise every sample into its own ``grid``^3 cells (PointGroup / HAIS ScoreNet input).
+    """Re-voxelise every sample into its own ``grid ** 3`` cells (PointGroup / HAIS ScoreNet input).
 
     Per sample, ``edge = max(extent / grid, min_voxel)`` with ``extent`` the largest side of the
     sample's bounding box (a sample fits in ``grid`` cells, never finer than the scene's 2 cm

@@ -217,11 +217,17 @@ def run_twist(cfg: Config, resume: bool = False) -> list[dict]:
     for t in range(cfg.rounds + 1):
         rows.append(run_round(cfg, run, t))
         _write_rows(run / "rounds.csv", rows)
-        if cfg.progress:
-            r = rows[-1]
-            print(f"round {t}: AP50 {r['AP50']:.4f}  AP {r['AP']:.4f}  mIoU {r['miou']:.4f}"
-                  + (f"  pseudo sem_acc {r['sem_acc']:.4f}" if t else ""), flush=True)
+        print(_round_line(rows[-1]), flush=True)
     return rows
+
+
+def _round_line(r: dict) -> str:
+    """One printed line per finished round (figures that are missing print as n/a)."""
+    def f(key):
+        return "n/a" if r.get(key) is None else f"{r[key]:.4f}"
+    pseudo = f"  pseudo sem_acc {f('sem_acc')}  coverage {f('coverage')}" if r["round"] else ""
+    return (f"round {r['round']}: AP50 {f('AP50')}  AP {f('AP')}  mIoU {f('miou')}{pseudo}"
+            f"  ({r['pseudo_s'] + r['quality_s'] + r['train_s']:.0f} s)")
 
 
 def run_round(cfg: Config, run: Path, t: int) -> dict:
