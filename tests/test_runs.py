@@ -1,7 +1,8 @@
-"""twist_lib.runs and twist_lib.viz_rounds against hand-made run folders: the rounds table, the
-per-scene quality and its improvement order, pseudo labels per round, the pipeline's config, the
-batch runner (notebook execution stubbed) and its summary, the plots; and, on a tiny trained
-run, the benchmark files of a round."""
+"""twist_lib.runs, twist_lib.pipeline, twist_lib.batch_runs and twist_lib.viz_rounds against
+hand-made run folders: the rounds table, the per-scene quality and its improvement order, pseudo
+labels per round, the pipeline's config, the batch runner (notebook execution stubbed) and its
+summary, the command line, the plots; and, on a tiny trained run, the benchmark files of a
+round."""
 from __future__ import annotations
 
 import csv
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from twist_lib import runs, viz, viz_rounds
+from twist_lib import batch_runs, pipeline, runs, viz, viz_rounds
 from twist_lib.config import Config
 from twist_lib.data.classes import IGNORE_INDEX
 from twist_lib.pseudo_labels import write_pseudo_labels
@@ -155,36 +156,36 @@ def test_pseudo_labels_by_round(tmp_path):
 def test_pipeline_config_layers(monkeypatch):
     monkeypatch.chdir(ROOT / "book")
     monkeypatch.delenv("TWIST_PROFILE", raising=False)
-    cfg = runs.pipeline_config("smoke", dataset="", rounds=None, label_ratio="", recorrection=None)
+    cfg = pipeline.pipeline_config("smoke", dataset="", rounds=None, label_ratio="", recorrection=None)
     smoke = Config.for_profile("smoke")
     assert cfg.rounds == smoke.rounds and cfg.label_ratio == smoke.label_ratio and cfg.recorrection
     assert cfg.run_dir == str(ROOT / "runs" / f"twist_synthetic_smoke_{smoke.label_ratio}pct")
     assert cfg.data_root == str(ROOT / smoke.data_root)
-    cfg = runs.pipeline_config("smoke", rounds=0, seed=3, recorrection=False, label_ratio=5,
+    cfg = pipeline.pipeline_config("smoke", rounds=0, seed=3, recorrection=False, label_ratio=5,
                                init_checkpoint="runs/sup", run_dir="runs/x")
     assert (cfg.rounds, cfg.seed, cfg.recorrection, cfg.label_ratio) == (0, 3, False, "5")
     assert cfg.init_checkpoint == str(ROOT / "runs" / "sup") and cfg.run_dir == str(ROOT / "runs" / "x")
     monkeypatch.setenv("TWIST_PROFILE", "smoke")
-    assert runs.pipeline_config().profile == "smoke"
+    assert pipeline.pipeline_config().profile == "smoke"
     with pytest.raises(KeyError, match="stepz"):
-        runs.pipeline_config("smoke", stepz=3)
+        pipeline.pipeline_config("smoke", stepz=3)
     with pytest.raises(ValueError, match="psi_augment"):
-        runs.pipeline_config("smoke", psi_augment="everything")
+        pipeline.pipeline_config("smoke", psi_augment="everything")
 
 
 def test_gpu_profile_takes_the_dataset_yaml(monkeypatch):
     monkeypatch.chdir(ROOT)
-    assert runs.default_config_file("gpu", "scannet") == "configs/twist_scannet.yaml"
-    assert runs.default_config_file("cpu", "scannet") == ""
-    assert runs.default_config_file("gpu", "nowhere") == ""
-    cfg = runs.pipeline_config("gpu", dataset="scannet", data_root="data/scannet")
+    assert pipeline.default_config_file("gpu", "scannet") == "configs/twist_scannet.yaml"
+    assert pipeline.default_config_file("cpu", "scannet") == ""
+    assert pipeline.default_config_file("gpu", "nowhere") == ""
+    cfg = pipeline.pipeline_config("gpu", dataset="scannet", data_root="data/scannet")
     yaml_cfg = Config.from_sources("gpu", "configs/twist_scannet.yaml")
     for key in ("rounds", "steps", "steps_per_round", "psi_grid", "psi_width", "model_size",
                 "num_workers", "label_ratio"):
         assert getattr(cfg, key) == getattr(yaml_cfg, key), key
     assert cfg.dataset == "scannet" and cfg.data_root == str(ROOT / "data" / "scannet")
     assert cfg.run_dir == str(ROOT / "runs" / "twist_scannet_gpu_5pct")
-    cfg = runs.pipeline_config("gpu", dataset="scannet", label_ratio="1", rounds=2,
+    cfg = pipeline.pipeline_config("gpu", dataset="scannet", label_ratio="1", rounds=2,
                                config_file="configs/twist_s3dis.yaml")
     assert (cfg.label_ratio, cfg.rounds, cfg.data_root) == ("1", 2, str(ROOT / "data" / "s3dis")), \
         "parameters beat the YAML, a named YAML beats the default one"
@@ -196,15 +197,15 @@ def test_run_pipeline_refuses_a_run_of_other_settings(tmp_path, monkeypatch):
     monkeypatch.setattr(st, "run_twist", lambda cfg, resume: calls.append(resume) or write_rounds(
         Path(cfg.run_dir), rounds_rows()))
     cfg = Config.for_profile("smoke", run_dir=str(tmp_path / "run"))
-    assert [r["round"] for r in runs.run_pipeline(cfg)] == [0, 1, 2] and calls == [False]
+    assert [r["round"] for r in pipeline.run_pipeline(cfg)] == [0, 1, 2] and calls == [False]
     cfg.save(tmp_path / "run" / "config.yaml")
     more = Config.for_profile("smoke", run_dir=str(tmp_path / "run"), rounds=5, progress=False)
-    runs.run_pipeline(more)
+    pipeline.run_pipeline(more)
     assert calls == [False, True], "more rounds, other bookkeeping: resume"
     other = Config.for_profile("smoke", run_dir=str(tmp_path / "run"), recorrection=False)
     with pytest.raises(ValueError, match="recorrection True -> False"):
-        runs.run_pipeline(other)
-    assert runs.config_changes(tmp_path / "run", other) == {"recorrection": (True, False)}
+        pipeline.run_pipeline(other)
+    assert pipeline.config_changes(tmp_path / "run", other) == {"recorrection": (True, False)}
     assert calls == [False, True], "nothing ran"
 
 
@@ -219,16 +220,16 @@ def test_same_dataset_folder_written_two_ways_is_no_change(tmp_path, monkeypatch
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     same = Config.for_profile("smoke", data_root=str(repo / "data" / "x"))    # the notebook's way
-    assert runs.config_changes(run, same) == {}
+    assert pipeline.config_changes(run, same) == {}
     other = Config.for_profile("smoke", data_root=str(repo / "data" / "y"))
-    assert runs.config_changes(run, other) == {"data_root": ("data/x", str(repo / "data" / "y"))}
+    assert pipeline.config_changes(run, other) == {"data_root": ("data/x", str(repo / "data" / "y"))}
 
 
 # ----------------------------------------------------------------------------------------------
 # the batch runner
 # ----------------------------------------------------------------------------------------------
 def test_batch_jobs_order_names_and_parameters(tmp_path):
-    jobs = runs.batch_jobs(["1", 5, "5.0", 0.5], [0, 1, 0], tmp_path)
+    jobs = batch_runs.batch_jobs(["1", 5, "5.0", 0.5], [0, 1, 0], tmp_path)
     assert [j.name for j in jobs] == ["1pct_seed0", "1pct_seed1", "5pct_seed0", "5pct_seed1",
                                       "0.5pct_seed0", "0.5pct_seed1"]
     job = jobs[3]
@@ -237,7 +238,7 @@ def test_batch_jobs_order_names_and_parameters(tmp_path):
     assert job.parameters({"rounds": 2}) == {"rounds": 2, "label_ratio": "5", "seed": 1,
                                              "run_dir": str(job.run_dir)}
     with pytest.raises(ValueError, match="at least one"):
-        runs.batch_jobs([], [0], tmp_path)
+        batch_runs.batch_jobs([], [0], tmp_path)
 
 
 def fake_execute(fail_on=()):
@@ -257,7 +258,7 @@ def fake_execute(fail_on=()):
 def test_run_batch_runs_every_job_and_writes_the_summary(tmp_path):
     execute, seen = fake_execute(fail_on={"5pct_seed0"})
     logged = []
-    rows = runs.run_batch([1, 5], [0, 1], "smoke", tmp_path, {"rounds": 2}, execute=execute,
+    rows = batch_runs.run_batch([1, 5], [0, 1], "smoke", tmp_path, {"rounds": 2}, execute=execute,
                           log=logged.append)
     assert [s[0] for s in seen] == ["1pct_seed0", "1pct_seed1", "5pct_seed0", "5pct_seed1"]
     assert {s[1] for s in seen} == {"smoke"} and seen[1][2]["rounds"] == 2 and seen[1][2]["seed"] == 1
@@ -270,7 +271,7 @@ def test_run_batch_runs_every_job_and_writes_the_summary(tmp_path):
     with (tmp_path / "summary.csv").open() as f:
         table = list(csv.DictReader(f))
     assert [r["job"] for r in table] == ["1pct_seed0", "1pct_seed1", "5pct_seed0", "5pct_seed1"]
-    assert tuple(table[0]) == runs.SUMMARY_KEYS
+    assert tuple(table[0]) == batch_runs.SUMMARY_KEYS
     assert float(table[3]["AP50"]) == pytest.approx(0.36) and table[3]["sem_acc"] != ""
     md = (tmp_path / "summary.md").read_text()
     assert "| 1pct_seed1 | ok | 2 | 16.0 | 32.0 |" in md
@@ -280,12 +281,12 @@ def test_run_batch_runs_every_job_and_writes_the_summary(tmp_path):
 
 def test_run_batch_rejects_parameters_it_sets_itself(tmp_path):
     with pytest.raises(ValueError, match="seed"):
-        runs.run_batch([1], [0], "smoke", tmp_path, {"seed": 3}, execute=fake_execute()[0])
+        batch_runs.run_batch([1], [0], "smoke", tmp_path, {"seed": 3}, execute=fake_execute()[0])
 
 
 def test_batch_command_line(tmp_path, monkeypatch, capsys):
     execute, seen = fake_execute()
-    monkeypatch.setattr(runs, "execute_pipeline", lambda job, profile, p, notebook=None: execute(job, profile, p))
+    monkeypatch.setattr(batch_runs, "execute_pipeline", lambda job, profile, p, notebook=None: execute(job, profile, p))
     out = tmp_path / "batch"
     code = runs.main(["batch", "--ratios", "1", "5", "--seeds", "0", "1", "--profile", "smoke",
                       "--out", str(out), "-p", "rounds", "2", "-p", "recorrection", "false"])
@@ -306,8 +307,8 @@ def test_execute_pipeline_hands_the_job_to_run_notebooks(tmp_path, monkeypatch):
         return book.RunResult(Path(out_dir), profile, {"pipeline.ipynb": 12.5})
     monkeypatch.setattr(book, "run_notebooks", run_notebooks)
     monkeypatch.chdir(ROOT)
-    job = runs.batch_jobs([10], [2], tmp_path)[0]
-    assert runs.execute_pipeline(job, "cpu", {"rounds": 1}) == 12.5
+    job = batch_runs.batch_jobs([10], [2], tmp_path)[0]
+    assert batch_runs.execute_pipeline(job, "cpu", {"rounds": 1}) == 12.5
     assert got["notebooks"] == [ROOT / "book" / "pipeline.ipynb"] and got["out_dir"] == job.folder
     assert got["parameters"] == {"rounds": 1, "label_ratio": "10", "seed": 2, "run_dir": str(job.run_dir)}
 
@@ -426,7 +427,7 @@ def test_export_predictions_scores_like_the_run(trained_run, tmp_path):
     from twist_lib.data import read_meta
     from twist_lib.evaluation import ClassSpec, evaluate_dirs
     cfg = trained_run
-    out = runs.export_predictions(cfg.run_dir, out=tmp_path / "bench", progress=False)
+    out = pipeline.export_predictions(cfg.run_dir, out=tmp_path / "bench", progress=False)
     val = read_meta(cfg.data_root)["splits"]["val"]
     assert sorted(p.stem for p in (out / "pred").glob("*.txt")) == sorted(val)
     assert sorted(p.stem for p in (out / "gt").glob("*.txt")) == sorted(val)
@@ -437,7 +438,7 @@ def test_export_predictions_scores_like_the_run(trained_run, tmp_path):
         ours, theirs = result[key], metrics[key]
         assert (math.isnan(ours) and theirs is None) or ours == pytest.approx(theirs), key
     with pytest.raises(FileNotFoundError, match="round 3"):
-        runs.export_predictions(cfg.run_dir, round_index=3, out=tmp_path / "x", progress=False)
+        pipeline.export_predictions(cfg.run_dir, round_index=3, out=tmp_path / "x", progress=False)
 
 
 def test_predict_command_prints_the_evaluate_line(trained_run, tmp_path, capsys):
