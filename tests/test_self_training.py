@@ -165,3 +165,13 @@ def test_a_nan_loss_names_the_round_and_step_and_keeps_the_checkpoint(data_root,
         run_twist(smoke_cfg(data_root, tmp_path / "r"))
     assert (tmp_path / "r/round_0/checkpoints/final.pt").exists()
     assert not (tmp_path / "r/round_1/checkpoints/final.pt").exists()
+
+
+def test_round_lr_sets_phis_learning_rate_in_rounds_after_the_first(data_root, tmp_path):
+    from twist_lib.self_training import RoundTrainer
+    cfg = smoke_cfg(data_root, tmp_path / "r", lr=0.1, round_lr=0.02, psi_lr=0.005)
+    lrs = {t: {k: o.param_groups[0]["initial_lr"] for k, o in
+               RoundTrainer(cfg, t, tmp_path / f"r{t}").optimizers.items()} for t in (0, 1)}
+    assert lrs == {0: {"phi": 0.1, "psi": 0.005}, 1: {"phi": 0.02, "psi": 0.005}}
+    cfg.round_lr = 0.0  # 0 = the round-0 rate, as the paper restarts every round at lr
+    assert RoundTrainer(cfg, 2, tmp_path / "r2").optimizers["phi"].param_groups[0]["initial_lr"] == 0.1

@@ -71,6 +71,8 @@ class Config:
     # --- TWIST self-training (paper Sec. 4; book: "The whole method") ---------------------------
     rounds: int = _f(3, "self-training rounds after round 0 (paper: converges in 3-4)")
     steps_per_round: int = _f(0, "training steps of each round t >= 1 (0 = `steps`; paper: 10k)")
+    round_lr: float = _f(0.0, "Phi's learning rate in rounds t >= 1, poly-decayed over the round "
+                         "(0 = lr; the paper restarts at 0.1 for 10k steps)")
     unlabelled_batch_size: int = _f(0, "unlabelled scenes per step (0 = batch_size; paper: 4)")
     init_checkpoint: str = _f("", "round 0 from this Sup-only checkpoint or run folder instead of "
                               "training it (also how 'TWIST + CSC' starts)")
@@ -172,6 +174,7 @@ class Config:
             ("batch_size", self.batch_size >= 1, ">= 1"),
             ("rounds", self.rounds >= 0, ">= 0"),
             ("steps_per_round", self.steps_per_round >= 0, ">= 0 (0 = steps)"),
+            ("round_lr", self.round_lr >= 0, ">= 0 (0 = lr)"),
             ("unlabelled_batch_size", self.unlabelled_batch_size >= 0, ">= 0 (0 = batch_size)"),
             ("pseudo_batch_size", self.pseudo_batch_size >= 1, ">= 1"),
             ("psi_init_steps", self.psi_init_steps >= 0, ">= 0"),

@@ -102,7 +102,8 @@ class RoundTrainer(Trainer):
     def build_optimizers(self) -> dict:
         opts = {"psi": _sgd(self.models["psi"], self.cfg.psi_lr, self.cfg)}
         if self.train_phi:
-            opts = {"phi": _sgd(self.models["phi"], self.cfg.lr, self.cfg), **opts}
+            lr = self.cfg.lr if self.round == 0 else (self.cfg.round_lr or self.cfg.lr)
+            opts = {"phi": _sgd(self.models["phi"], lr, self.cfg), **opts}
         return opts
 
     @property
