@@ -175,3 +175,13 @@ def test_round_lr_sets_phis_learning_rate_in_rounds_after_the_first(data_root, t
     assert lrs == {0: {"phi": 0.1, "psi": 0.005}, 1: {"phi": 0.02, "psi": 0.005}}
     cfg.round_lr = 0.0  # 0 = the round-0 rate, as the paper restarts every round at lr
     assert RoundTrainer(cfg, 2, tmp_path / "r2").optimizers["phi"].param_groups[0]["initial_lr"] == 0.1
+
+
+def test_cli_takes_overrides_on_both_sides_of_an_option(tmp_path):
+    from twist_lib.__main__ import main
+    with pytest.raises(SystemExit):
+        main(["twist", "--profile", "smoke", "steps=1", "--bogus"])
+    proc = subprocess.run([sys.executable, "-m", "twist_lib", "twist", "--profile", "smoke",
+                           f"run_dir={tmp_path}", "--resume", "learning_rate=0.1"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "unknown config key 'learning_rate'" in proc.stderr

@@ -95,7 +95,14 @@ def main(argv=None) -> int:
     p.add_argument("--profile", default="cpu")
     p.set_defaults(func=_config)
     sub.add_parser("evaluate", help="ScanNet-benchmark evaluation of prediction files")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    # key=value overrides may come after an option (`... --resume steps=10`): argparse leaves
+    # those over; anything else left over is an error as usual
+    bad = [r for r in rest if r.startswith("-") or "=" not in r or not hasattr(args, "overrides")]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    if rest:
+        args.overrides = list(args.overrides) + rest
     try:
         return args.func(args)
     except (KeyError, TypeError, ValueError, FileNotFoundError, FileExistsError) as e:
