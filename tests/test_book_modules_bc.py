@@ -18,14 +18,12 @@ from twist_lib import book, proposal_study, pseudo_study
 from twist_lib import viz_proposals as vp
 from twist_lib.config import Config
 from twist_lib.data import SceneDataset
-from twist_lib.data.splits import write_label_splits
 from twist_lib.data.transforms import instance_offsets
 from twist_lib.inference import background_classes
 from twist_lib.pseudo_labels import make_pseudo_labels, pseudo_label_quality
 from twist_lib.psi_training import build_psi
 from twist_lib.recorrection import proposal_targets
 from twist_lib.self_training import pseudo_label_split
-from twist_lib.synthetic import generate_dataset
 
 IG = -100
 
@@ -33,28 +31,12 @@ IG = -100
 # ----------------------------------------------------------------------------------------------
 # fixtures: a tiny synthetic benchmark, a smoke config, an oracle Phi
 # ----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    generate_dataset(root, 10, size="cpu", seed=3, val_fraction=0.2, progress=False)
-    write_label_splits(root, ratios=(20, 50), seed=0)
-    return root
-
-
 def smoke_cfg(data_root, run_dir, **kw) -> Config:
     values = dict(data_root=str(data_root), run_dir=str(run_dir), label_ratio="50", progress=False,
                   cpu_threads=1, steps=4, ckpt_every=2, psi_init_steps=3, val_scenes=2,
                   cluster_min_points=5)
     values.update(kw)
     return Config.for_profile("smoke", **values)
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -15,22 +15,12 @@ import torch
 from twist_lib.data.batch import collate
 from twist_lib.data.dataset import SceneDataset, corrupt_instance_classes
 from twist_lib.data.io import load_scene, scene_path
-from twist_lib.data.splits import write_label_splits
 from twist_lib.data.transforms import (Compose, ElasticDistortion, RandomCrop, RandomFlipX,
                                        RandomJitterMatrix, RandomRotateZ)
 from twist_lib.losses import phi_loss, split_phi_loss
 from twist_lib.pseudo_labels import pseudo_label_path, write_pseudo_labels
-from twist_lib.synthetic import generate_dataset
 
 IG = -100
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    generate_dataset(root, 10, size="cpu", seed=3, val_fraction=0.2, progress=False)
-    write_label_splits(root, ratios=(20, 50), seed=0)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -15,28 +15,10 @@ import torch
 
 from twist_lib.config import Config
 from twist_lib.data import load_scene, read_meta, save_scene, scene_path
-from twist_lib.data.splits import write_label_splits
 from twist_lib.pseudo_labels import read_pseudo_labels
 from twist_lib.self_training import run_twist
-from twist_lib.synthetic import generate_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    generate_dataset(root, 10, size="cpu", seed=3, val_fraction=0.2, progress=False)
-    write_label_splits(root, ratios=(20, 50), seed=0)
-    return root
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def overrides(data_root, run_dir, **kw):

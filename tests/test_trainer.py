@@ -12,17 +12,7 @@ from twist_lib.config import Config
 from twist_lib.data import DataFormatError
 from twist_lib.inference import evaluate_model
 from twist_lib.network import Phi
-from twist_lib.synthetic import generate_dataset
 from twist_lib.trainer import Trainer, load_weights
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    generate_dataset(root, 10, size="cpu", seed=3, val_fraction=0.2, progress=False)
-    from twist_lib.data.splits import write_label_splits
-    write_label_splits(root, ratios=(20, 50), seed=0)
-    return root
 
 
 def smoke_cfg(data_root, run_dir, **kw):
@@ -30,17 +20,6 @@ def smoke_cfg(data_root, run_dir, **kw):
                 ckpt_every=3, log_every=1, progress=False, batch_size=2)
     base.update(kw)
     return Config.for_profile("smoke", **base)
-
-
-@pytest.fixture
-def one_thread():
-    """Determinism tests run with one torch thread: with several, CPU reductions sum in a
-    varying order and two identical runs differ in the last bits; with one they are
-    bit-identical, so the tests can compare exactly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_resume_after_a_crash_equals_an_uninterrupted_run(data_root, tmp_path, monkeypatch, one_thread):

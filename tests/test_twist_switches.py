@@ -18,7 +18,6 @@ classes 0, 1; instance classes 2..9)::
         E3  4 pts class 3 (p3=.6, p2=.3)   -> proposal 2, score 0.6   } class 2, score 0.6 when
                                                                          class-agnostic
 """
-import math
 
 import numpy as np
 import pytest
@@ -31,13 +30,11 @@ from twist_lib.config import Config
 from twist_lib.data.batch import collate
 from twist_lib.data.dataset import SceneDataset
 from twist_lib.data.io import make_meta, save_scene, scene_path, write_meta
-from twist_lib.data.splits import write_label_splits
 from twist_lib.inference import evaluate_model
 from twist_lib.pseudo_labels import pseudo_label_path, read_pseudo_labels, write_pseudo_labels
 from twist_lib.psi_training import (Samples, augment_and_score, build_psi, module_a_proposals,
                                     psi_features, training_samples)
-from twist_lib.self_training import RoundTrainer, _label_batch, pseudo_label_split
-from twist_lib.synthetic import generate_dataset
+from twist_lib.self_training import RoundTrainer, pseudo_label_split
 
 IG = -100
 K = 10
@@ -593,14 +590,6 @@ def test_psi_max_proposals_caps_with_a_random_subset(tmp_path):
 
 
 # ============================================================================ the real dataset
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    generate_dataset(root, 10, size="cpu", seed=3, val_fraction=0.2, progress=False)
-    write_label_splits(root, ratios=(20, 50), seed=0)
-    return root
-
-
 class OraclePhi(nn.Module):
     """Phi predicting the batch's own labels: P(true class) in [0.5, 0.9] per point (wall for
     unlabelled points) and the true offsets."""

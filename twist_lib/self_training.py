@@ -50,7 +50,7 @@ from .pseudo_labels import (make_pseudo_labels, pseudo_label_path, pseudo_label_
                             write_pseudo_labels)
 from .psi_training import (augment_and_score, build_psi, module_a_proposals, psi_features,
                            recorrect, training_samples)
-from .trainer import BatchStream, Trainer, _jsonable, _scalars, _sgd, load_weights
+from .trainer import BatchStream, Trainer, _jsonable, _sgd, load_weights
 
 ROUND_KEYS = ("round", "AP", "AP50", "AP25", "miou", "macc", "sem_acc", "sem_macc",
               "offset_error", "coverage", "pseudo_s", "quality_s", "train_s")
@@ -333,5 +333,4 @@ def _fmt(value):
     return "" if value is None else (round(value, 5) if isinstance(value, float) else value)
 
 
-__all__ = ["RoundTrainer", "pseudo_label_split", "run_twist", "run_round", "ROUND_KEYS",
-           "_scalars"]
+__all__ = ["RoundTrainer", "pseudo_label_split", "run_twist", "run_round", "ROUND_KEYS"]
