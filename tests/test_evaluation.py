@@ -457,3 +457,15 @@ def test_read_predictions_names_the_file_and_the_problem(tmp_path, line, mask_li
     with pytest.raises(DataFormatError, match="a.txt|s.txt") as err:
         read_predictions(tmp_path, "s", num_points=3, spec=SPEC)
     assert message in str(err.value)
+
+
+def test_object_sem_acc_counts_object_pseudo_classes_only():
+    # pseudo classes 0 (background) and 1, 2 (objects); ground truth per point
+    pseudo = [0, 0, 1, 1, 2, 2, -100]
+    gt = [0, 1, 1, 0, 2, 1, 2]
+    off = np.zeros((7, 3))
+    q = PseudoLabelQuality(3, object_classes=[1, 2]).add(pseudo, off, gt, off, [-100] * 7).result()
+    # objects: points 2..5 carry pseudo 1, 1, 2, 2 with truth 1, 0, 2, 1 -> 2 of 4 right
+    assert q["object_sem_acc"] == pytest.approx(2 / 4)
+    assert q["sem_acc"] == pytest.approx(3 / 6)          # all six labelled: 0, 2, 4 right
+    assert "object_sem_acc" not in PseudoLabelQuality(3).result()

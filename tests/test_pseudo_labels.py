@@ -347,3 +347,67 @@ def test_quality_missing_file_is_named(unlabelled, tmp_path):
     gone.unlink()
     with pytest.raises(FileNotFoundError, match=re.escape(str(gone))):
         pseudo_label_quality(tmp_path, unlabelled)
+
+
+# --------------------------------------------------------------------------- extensions
+def ref_spread(xyz, offset, ids, score, threshold):
+    """Per kept proposal, the mean distance of p + o_hat from its mean, by loops."""
+    out = {}
+    for j in range(len(score)):
+        members = [i for i in range(len(xyz)) if ids[i] == j]
+        if not members or not score[j] > threshold:
+            continue
+        shifted = [[float(xyz[i][d]) + float(offset[i][d]) for d in range(3)] for i in members]
+        centre = [sum(p[d] for p in shifted) / len(shifted) for d in range(3)]
+        out[j] = sum(sum((p[d] - centre[d]) ** 2 for d in range(3)) ** 0.5
+                     for p in shifted) / len(shifted)
+    return out
+
+
+def test_centre_spread_check_matches_brute_force(scene):
+    s = scene
+    spread = ref_spread(s["xyz"], s["offset"], s["ids"], s["score"], 0.5)
+    limit = float(np.median(list(spread.values())))
+    want = ref_proposal(s["xyz"], s["offset"], s["ids"], s["cls"], s["score"], 0.5)
+    drop = np.array([i >= 0 and spread.get(int(i), 0) > limit for i in want["instance"]])
+    assert drop.any() and (want["offset_valid"] & ~drop).any()
+    want["offset_valid"] = want["offset_valid"] & ~drop
+    want["offset"][drop] = 0.0                      # classes and instances stay
+    assert_labels(proposal_pseudo_labels(s["xyz"], s["offset"], s["ids"], s["cls"], s["score"],
+                                         max_spread=limit), want)
+    assert_labels(call(s, max_spread=limit), want)
+    assert_labels(call(s, max_spread=1e9), ref_proposal(s["xyz"], s["offset"], s["ids"], s["cls"],
+                                                        s["score"], 0.5))
+
+
+def test_centre_spread_drops_a_merged_proposal_by_hand():
+    # proposal 0: two points voting for the same centre (spread 0); proposal 1: two objects
+    # merged, votes 2 m apart (spread 1 m); both keep their class and instance
+    xyz = np.array([[0, 0, 0], [1, 0, 0], [5, 0, 0], [7, 0, 0]], np.float32)
+    off = np.array([[0.5, 0, 0], [-0.5, 0, 0], [0, 0, 0], [0, 0, 0]], np.float32)
+    out = proposal_pseudo_labels(xyz, off, [0, 0, 1, 1], [2, 3], [0.9, 0.9], max_spread=0.5)
+    np.testing.assert_array_equal(out["semantic"], [2, 2, 3, 3])
+    np.testing.assert_array_equal(out["instance"], [0, 0, 1, 1])
+    np.testing.assert_array_equal(out["offset_valid"], [True, True, False, False])
+    np.testing.assert_allclose(out["offset"], [[0.5, 0, 0], [-0.5, 0, 0], [0, 0, 0], [0, 0, 0]])
+    out = proposal_pseudo_labels(xyz, off, [0, 0, 1, 1], [2, 3], [0.9, 0.9], max_spread=1.0)
+    np.testing.assert_array_equal(out["offset_valid"], [True] * 4)     # 1.0 is within 1.0
+
+
+def test_background_labels_fill_only_unlabelled_background_points(scene):
+    s, background = scene, (0, 1)
+    got = call(s, background_classes=background, background_threshold=0.6)
+    want = ref_proposal(s["xyz"], s["offset"], s["ids"], s["cls"], s["score"], 0.5)
+    conf, arg = s["probs"].max(1), s["probs"].argmax(1)
+    add = (want["semantic"] == IG) & (conf > 0.6) & np.isin(arg, background)
+    assert add.any() and ((want["semantic"] != IG) & (conf > 0.6) & np.isin(arg, background)).any()
+    want["semantic"] = np.where(add, arg, want["semantic"])
+    assert_labels(got, want)                        # offsets, instances: eqs. 7-8 unchanged
+    prop = ref_proposal(s["xyz"], s["offset"], s["ids"], s["cls"], s["score"], 0.5)
+    assert_labels(call(s, background_classes=background, background_threshold=0.0), prop)
+    assert_labels(call(s, background_classes=(), background_threshold=0.6), prop)
+    assert_labels(call(s, update="pointwise", background_classes=background,
+                       background_threshold=0.6),
+                  ref_pointwise(s["probs"], s["offset"], 0.9, INSTANCE_CLASSES))
+    assert (np.asarray(call(s, use_semantic=False, background_classes=background,
+                            background_threshold=0.6)["semantic"]) == IG).all()

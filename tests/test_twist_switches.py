@@ -145,7 +145,8 @@ PSI_TABLE = {1: (7, 0.2), 2: (3, 0.8), 3: (9, 0.51), 4: (1, 0.3), 5: (8, 0.95)}
 def cfg_for(tmp_path, **kw):
     base = dict(data_root=str(tmp_path / "data"), run_dir=str(tmp_path / "run"), label_ratio="50",
                 progress=False, cluster_radius=0.03, cluster_min_points=3, pseudo_threshold=0.5,
-                pointwise_threshold=0.85, voxel_size=0.02, use_xyz_features=False)
+                pointwise_threshold=0.85, voxel_size=0.02, use_xyz_features=False,
+                pseudo_background=0.0, pseudo_offset_spread=0.0)  # the paper's letter
     base.update(kw)
     return Config.for_profile("smoke", **base).validate()
 
@@ -682,3 +683,30 @@ def test_round_trainer_switches(data_root, tmp_path, monkeypatch, ttr):
             assert (a["semantic"][pts] == b["semantic"][pts]).all() or \
                 (a["semantic"][pts] != b["semantic"][pts]).all()
     assert changed > 0
+
+
+# ============================================================================ extensions
+def test_background_and_spread_extensions_reach_the_written_files(hand_root, tmp_path):
+    """pseudo_background: the wall W (p = 0.95, in no proposal) gets class 0 at threshold 0.9,
+    nothing at 0.96; D (class 6, an instance class) never. pseudo_offset_spread:
+    the hand proposals' votes p + o_hat scatter by at most ~5 mm, so a 0.15 m limit keeps every
+    offset and a 0.1 mm limit drops every offset but no class or instance."""
+    kept = {"s0": [(["A"], 2, 0)], "s1": [(["C"], 5, 0), (["E2"], 2, 1), (["E3"], 3, 2)]}
+    base = dict(recorrection=False)
+    got = label_split(hand_root, tmp_path, cfg_for(tmp_path, pseudo_background=0.9, **base),
+                      tag="bg")
+    want = expected_labels("s0", kept["s0"])
+    want["semantic"][SCENES["s0"]["part"]["W"]] = 0
+    assert_labels(got["s0"], want)
+    assert_labels(got["s1"], expected_labels("s1", kept["s1"]))
+    got = label_split(hand_root, tmp_path, cfg_for(tmp_path, pseudo_background=0.96, **base),
+                      tag="bg2")
+    assert_labels(got["s0"], expected_labels("s0", kept["s0"]))
+    got = label_split(hand_root, tmp_path, cfg_for(tmp_path, pseudo_offset_spread=0.15, **base),
+                      tag="sp")
+    for name in ("s0", "s1"):
+        assert_labels(got[name], expected_labels(name, kept[name]))
+    got = label_split(hand_root, tmp_path, cfg_for(tmp_path, pseudo_offset_spread=1e-4, **base),
+                      tag="sp2")
+    for name in ("s0", "s1"):
+        assert_labels(got[name], expected_labels(name, kept[name], offset=False))

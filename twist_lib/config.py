@@ -101,6 +101,12 @@ class Config:
     pseudo_update: str = _f("proposal", "proposal (module C) | pointwise (naive thresholding, "
                             "Table 4 groups II-IV)")
     pointwise_threshold: float = _f(0.9, "confidence threshold of point-wise pseudo labels")
+    pseudo_background: float = _f(0.9, "extension: points outside kept proposals predicted as a "
+                                  "background class (wall, floor) above this confidence get it "
+                                  "as pseudo semantic; 0 = off (the paper's letter)")
+    pseudo_offset_spread: float = _f(0.15, "extension: pseudo offsets only for proposals whose "
+                                     "p + o_hat lie on average within this many metres of their "
+                                     "mean (eq. 7); 0 = no check (the paper's letter)")
     pseudo_semantic: bool = _f(True, "train on pseudo semantics (Table 4)")
     pseudo_offset: bool = _f(True, "train on pseudo offsets (Table 4)")
     semantic_to_offset: bool = _f(True, "off = class-agnostic clustering in module A (Table 5)")
@@ -186,6 +192,8 @@ class Config:
             ("pseudo_update", self.pseudo_update in ("proposal", "pointwise"), "proposal | pointwise"),
             ("pseudo_threshold", 0 <= self.pseudo_threshold < 1, "in [0, 1)"),
             ("pointwise_threshold", 0 <= self.pointwise_threshold < 1, "in [0, 1)"),
+            ("pseudo_background", 0 <= self.pseudo_background < 1, "in [0, 1) (0 = off)"),
+            ("pseudo_offset_spread", self.pseudo_offset_spread >= 0, ">= 0 (0 = off)"),
             ("label_noise", 0 <= self.label_noise <= 1, "in [0, 1]"),
         ]
         for key, ok, allowed in checks:

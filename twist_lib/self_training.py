@@ -53,7 +53,7 @@ from .psi_training import (augment_and_score, build_psi, module_a_proposals, psi
 from .trainer import BatchStream, Trainer, _jsonable, _sgd, load_weights
 
 ROUND_KEYS = ("round", "AP", "AP50", "AP25", "miou", "macc", "sem_acc", "sem_macc",
-              "offset_error", "coverage", "pseudo_s", "quality_s", "train_s")
+              "object_sem_acc", "offset_error", "coverage", "pseudo_s", "quality_s", "train_s")
 
 
 class RoundTrainer(Trainer):
@@ -197,7 +197,8 @@ def _label_batch(phi, psi, batch, cfg, meta, background):
             instance_classes=meta["instance_classes"], threshold=cfg.pseudo_threshold,
             update=cfg.pseudo_update, pointwise_threshold=cfg.pointwise_threshold,
             use_semantic=cfg.pseudo_semantic, use_offset=cfg.pseudo_offset,
-            offset_to_semantic=cfg.offset_to_semantic)
+            offset_to_semantic=cfg.offset_to_semantic, max_spread=cfg.pseudo_offset_spread,
+            background_classes=background, background_threshold=cfg.pseudo_background)
         yield batch["names"][b], {k: v.cpu() for k, v in labels.items()}
 
 
@@ -243,7 +244,8 @@ def run_round(cfg: Config, run: Path, t: int) -> dict:
     quality = _read_json(rdir / "pseudo_quality.json")
     timing = _read_json(rdir / "timing.json")
     row = {"round": t, **{k: metrics.get(k) for k in ("AP", "AP50", "AP25", "miou", "macc")},
-           **{k: quality.get(k) for k in ("sem_acc", "sem_macc", "offset_error", "coverage")},
+           **{k: quality.get(k) for k in ("sem_acc", "sem_macc", "object_sem_acc", "offset_error",
+                                             "coverage")},
            **{k: round(timing.get(k, 0.0), 1) for k in ("pseudo_s", "quality_s", "train_s")}}
     return row
 

@@ -11,6 +11,10 @@ ground-truth offset of a point is only meaningful where its ground-truth instanc
 * ``offset_error``: mean of ``||o_tilde - o_gt||_2`` over points with a pseudo offset (see
   above) and a ground-truth instance (the paper's "Off. Error").
 * ``coverage``: fraction of all points that received a pseudo label.
+* ``object_sem_acc`` (when ``object_classes`` is given): ``sem_acc`` over the points whose pseudo
+  class is an object (instance) class. Module C labels only objects, so without background
+  pseudo labels it equals ``sem_acc``; with them (an extension of this implementation,
+  :func:`twist_lib.pseudo_labels.make_pseudo_labels`) it keeps the figure comparable.
 """
 from __future__ import annotations
 
@@ -23,8 +27,10 @@ from .semantic import ConfusionMatrix
 class PseudoLabelQuality:
     """Accumulates pseudo-label quality over scenes; :meth:`result` gives the module's metrics."""
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX):
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, object_classes=None):
         self.ignore_index = ignore_index
+        self.object_classes = None if object_classes is None else np.asarray(
+            list(object_classes), dtype=np.int64)
         self.confusion = ConfusionMatrix(num_classes, ignore_index)
         self.n_points = 0
         self.n_pseudo = 0
@@ -74,11 +80,20 @@ class PseudoLabelQuality:
             "sem_macc": sem["macc"],
             "offset_error": self.offset_error_sum / self.n_offset_scored if self.n_offset_scored else nan,
             "coverage": self.n_pseudo / self.n_points if self.n_points else nan,
+            **self._object_accuracy(),
             "n_points": self.n_points,
             "n_pseudo": self.n_pseudo,
             "n_sem_scored": int(self.confusion.matrix.sum()),
             "n_offset_scored": self.n_offset_scored,
         }
+
+
+    def _object_accuracy(self) -> dict:
+        if self.object_classes is None:
+            return {}
+        m = self.confusion.matrix[:, self.object_classes]     # ground truth x object pseudo class
+        right = m[self.object_classes, np.arange(len(self.object_classes))].sum()
+        return {"object_sem_acc": float(right / m.sum()) if m.sum() else float("nan")}
 
 
 def pseudo_label_quality(pseudo_sem, pseudo_offset, gt_sem, gt_offset, gt_instance,
