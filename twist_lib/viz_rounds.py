@@ -55,12 +55,16 @@ def rounds_figure(rows: list[dict], label_ratio=None, paper: dict = PAPER_TABLE7
 
 def quality_figure(rows: list[dict], title: str | None = None) -> go.Figure:
     """The shape of the paper's Fig. 4a: per round t >= 1, the pseudo semantic labels' accuracy
-    and coverage (%, left) and the pseudo offsets' mean error (m, right)."""
+    (over all of them and over the object classes only) and coverage (%, left) and the pseudo
+    offsets' mean error (m, right)."""
     rows = [r for r in rows if r["round"] >= 1]
     fig = make_subplots(1, 2, subplot_titles=("pseudo semantic labels", "pseudo offsets"))
     for key, name in (("sem_acc", "Sem. Acc. (points with a pseudo class)"),
+                      ("object_sem_acc", "Sem. Acc. on objects (object pseudo classes)"),
                       ("coverage", "coverage (points with a pseudo label)")):
         x, y = _series(rows, key, 100)
+        if all(v is None for v in y):
+            continue                          # a run from before object_sem_acc was measured
         fig.add_scatter(x=x, y=y, name=name, mode="lines+markers", row=1, col=1)
     x, y = _series(rows, "offset_error")
     fig.add_scatter(x=x, y=y, name="Off. Error (m)", mode="lines+markers", row=1, col=2)
