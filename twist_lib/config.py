@@ -244,13 +244,17 @@ PROFILES: dict[str, dict] = {
                 voxel_size=0.05, cluster_radius=0.08, use_xyz_features=True, elastic=False,
                 steps=2000, batch_size=4, val_every=500, ckpt_every=100, val_scenes=0,
                 # TWIST rounds: the paper trains 10k steps per round with Psi at lr 0.005; here a
-                # round is 400 steps (a round, pseudo-labelling and validation included, then
-                # takes about 20 minutes next to another job on 2 cores) and Psi starts from a
-                # Sup-only model with 400 steps, so Psi learns at 0.02. Measured (bench/psi_quality.py, frozen 5 % Phi, 30 val scenes):
-                # after 150 steps lr 0.005 kept proposals with precision 0.63 and a class accuracy
-                # below the majority vote (0.85 vs 0.89); lr 0.02 after 400 steps: precision 0.71
+                # round is 250 steps (pseudo-labelling 3 min, training and validation 12.5 min on
+                # 2 cores next to another job, so round 0 from a Sup-only run plus 3 rounds take
+                # 53 min) and Psi starts from a Sup-only model with 400 steps, so Psi learns at
+                # 0.02. Measured (bench/psi_quality.py, frozen 5 % Phi, 30 val scenes): after 150
+                # steps lr 0.005 kept proposals with precision 0.63 and a class accuracy below
+                # the majority vote (0.85 vs 0.89); lr 0.02 after 400 steps: precision 0.71
                 # (majority score 0.62), class accuracy equal to the majority vote (0.96).
-                rounds=3, steps_per_round=400, psi_init_steps=400, psi_lr=0.02),
+                # Phi restarts each round at 0.02, not at lr = 0.1: a restart at 0.1 first undoes
+                # round 0 (offset loss 0.59 vs 0.24 after 20 steps) and 250 steps do not recover
+                # it (5 %, round 1, seed 0: val AP50 0.829 at 0.1, 0.836 at 0.02; round 0 0.820).
+                rounds=3, steps_per_round=250, round_lr=0.02, psi_init_steps=400, psi_lr=0.02),
     "gpu": dict(data_root="data/synthetic_scannet", synthetic_size="scannet", synthetic_scenes=600,
                 model_size="paper", steps=10000, batch_size=4, val_every=2000, ckpt_every=500,
                 num_workers=6, rounds=4, steps_per_round=10000, psi_grid=20, psi_width=32),
