@@ -15,7 +15,8 @@ def test_profiles_change_settings_not_code_path():
                # sizes and steps of the self-training rounds and of Psi
                "rounds", "steps_per_round", "psi_init_steps", "psi_grid", "psi_width",
                "psi_max_proposals", "psi_gt_proposals", "pseudo_batch_size",
-               "psi_lr"}  # Psi's learning rate scales with its step budget (cpu profile comment)
+               "psi_lr",  # Psi's learning rate scales with its step budget (cpu profile comment)
+               "round_lr"}  # Phi's restart lr scales with the round's step budget (same comment)
     for name, values in PROFILES.items():
         assert set(values) <= allowed, f"profile {name} sets a key outside sizes, steps, resolution and augmentation"
 
