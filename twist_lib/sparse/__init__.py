@@ -5,6 +5,9 @@
 - ``"minkowski"``: MinkowskiEngine 0.5.4 when it is installed
   (:mod:`twist_lib.sparse.minkowski_backend`).
 
+Which one runs is decided in :mod:`twist_lib.sparse.backends`; the kernel-offset order both share
+lives in :mod:`twist_lib.sparse.kernels`.
+
 Usage::
 
     from twist_lib import sparse
@@ -18,10 +21,10 @@ Both backends use the same parameter layout, so a state_dict moves between them 
 """
 from twist_lib.sparse.layers import (BatchNorm, DownConv3d, ReLU, Sequential, SubMConv3d,
                                      UpConv3d, cat)
-from twist_lib.sparse.tensor import (CoordinateManager, SparseTensor, available_backends,
-                                     resolve_backend)
-from twist_lib.sparse.torch_backend import kernel_offsets
+from twist_lib.sparse.backends import BACKENDS, available_backends, resolve_backend
+from twist_lib.sparse.kernels import kernel_offsets
+from twist_lib.sparse.tensor import CoordinateManager, SparseTensor
 
-__all__ = ["SparseTensor", "CoordinateManager", "available_backends", "resolve_backend",
+__all__ = ["SparseTensor", "CoordinateManager", "BACKENDS", "available_backends", "resolve_backend",
            "SubMConv3d", "DownConv3d", "UpConv3d", "BatchNorm", "ReLU", "cat", "Sequential",
            "kernel_offsets"]

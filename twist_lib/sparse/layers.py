@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from twist_lib.sparse import minkowski_backend, torch_backend
+from twist_lib.sparse.kernels import kernel_offsets
 from twist_lib.sparse.tensor import SparseTensor
 
 #: ``nn.Sequential`` works unchanged because every module maps SparseTensor -> SparseTensor.
@@ -37,7 +38,7 @@ class _SparseConvBase(nn.Module):
     def __init__(self, cin: int, cout: int, kernel_size: int, bias: bool, fan: int):
         super().__init__()
         self.in_channels, self.out_channels, self.kernel_size = cin, cout, kernel_size
-        volume = len(torch_backend.kernel_offsets(kernel_size))
+        volume = len(kernel_offsets(kernel_size))
         bound = 1.0 / math.sqrt(fan * volume)
         self.weight = nn.Parameter(torch.empty(volume, cin, cout).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(cout).uniform_(-bound, bound)) if bias else None

@@ -2,7 +2,7 @@
 
 The layers of :mod:`twist_lib.sparse.layers` own their weights in the library's layout
 (K, cin, cout) with offsets in lexicographic ``(dx, dy, dz)`` order, ``dz`` fastest
-(:func:`twist_lib.sparse.torch_backend.kernel_offsets`).  MinkowskiEngine enumerates the offsets
+(:func:`twist_lib.sparse.kernels.kernel_offsets`).  MinkowskiEngine enumerates the offsets
 of a hyper-cube kernel with ``x`` fastest (``src/kernel_region.hpp``: the iterator increments axis 0
 first), so the weight is re-indexed with :func:`minkowski_weight_order` before each call; its
 gradient flows back through the indexing.  A state_dict therefore moves between the backends
@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import torch
 
-from twist_lib.sparse.torch_backend import kernel_offsets
+from twist_lib.sparse.kernels import kernel_offsets
 
 try:
     with warnings.catch_warnings():  # a CPU-only build warns on import that it has no CUDA

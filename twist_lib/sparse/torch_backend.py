@@ -12,36 +12,20 @@ which is stored as a :class:`KernelMap`: for each offset ``k`` the pairs ``(in_r
 of voxels it connects.  Maps are built once per coordinate set and cached on the
 :class:`~twist_lib.sparse.tensor.CoordinateManager` (``manager.cache``).
 
-Kernel offset order (shared with the MinkowskiEngine backend, so checkpoints are portable):
-lexicographic over ``(dx, dy, dz)`` with ``dz`` fastest, i.e. ``itertools.product(r, r, r)`` with
-``r = range(-(k // 2), k // 2 + 1)`` for odd kernel sizes and ``r = range(2)`` for the k2 s2 down /
-up convolutions.
+Kernel offsets come in the order every backend shares (:mod:`twist_lib.sparse.kernels`), so
+checkpoints are portable.
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
+from twist_lib.sparse.kernels import kernel_offsets
+
 if TYPE_CHECKING:
     from twist_lib.sparse.tensor import CoordinateManager
-
-
-def kernel_offsets(kernel_size: int) -> list[tuple[int, int, int]]:
-    """Kernel offsets in the library's weight order (see module docstring).
-
-    Odd sizes are centred (``{-1, 0, 1}^3`` for 3); size 2 is ``{0, 1}^3`` (stride-2 down/up).
-    """
-    if kernel_size == 2:
-        axis = range(2)
-    elif kernel_size % 2 == 1 and kernel_size > 0:
-        axis = range(-(kernel_size // 2), kernel_size // 2 + 1)
-    else:
-        raise ValueError(f"twist_lib/sparse/torch_backend.py: kernel_size must be odd or 2, "
-                         f"got {kernel_size}")
-    return list(itertools.product(axis, axis, axis))
 
 
 @dataclass(frozen=True)
