@@ -8,6 +8,8 @@
     (TWIST: round 0 plus `rounds` self-training rounds; --resume continues a killed run anywhere)
     python -m twist_lib config [--profile cpu]          # every config key, its default and meaning
     python -m twist_lib evaluate --gt GT --pred PRED     # the ScanNet benchmark (twist_lib.evaluate)
+    python -m twist_lib predict --run RUN --scans PATH [PATH ...] --out DIR [--round T] [--recorrect]
+    (instances on your own .ply / .npz scans: benchmark files, labels and HTML views; twist_lib.predict)
 """
 from __future__ import annotations
 
@@ -60,6 +62,28 @@ def _config(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    from .predict import run
+    return run(args)
+
+
+def _predict_parser(sub):
+    p = sub.add_parser("predict", help="instances on your own scans (.ply / .npz) with a trained run")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--run", help="TWIST or Sup-only run folder")
+    model.add_argument("--checkpoint", help="a checkpoint file (with --config)")
+    p.add_argument("--round", type=int, default=None, help="TWIST round (default: last finished)")
+    p.add_argument("--config", help="the run's config.yaml (with --checkpoint)")
+    p.add_argument("--meta", help="dataset folder (or its meta.json) with the classes "
+                                  "(default: the run's data_root)")
+    p.add_argument("--scans", nargs="+", required=True, help=".npz / .ply files or folders of them")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"))
+    p.add_argument("--recorrect", action="store_true", help="re-correct instances with Psi")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_predict)
+
+
 def _job_parser(sub, name: str, help: str):
     """A subcommand that builds one Config: ``--config``, ``--profile`` and ``key=value``."""
     p = sub.add_parser(name, help=help)
@@ -95,6 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--profile", default="cpu")
     p.set_defaults(func=_config)
     sub.add_parser("evaluate", help="ScanNet-benchmark evaluation of prediction files")
+    _predict_parser(sub)
     args, rest = parser.parse_known_args(argv)
     # key=value overrides may come after an option (`... --resume steps=10`): argparse leaves
     # those over; anything else left over is an error as usual

@@ -5,7 +5,9 @@ files of a trained round.
 the dataset's YAML at ``gpu``, the page's parameters) and trains, resumes or reads back the run
 with :func:`run_pipeline`. ``book/at_scale.md`` scores a finished run with the benchmark's own
 files, :func:`export_predictions` (``python -m twist_lib.runs predict RUN``) then
-``python -m twist_lib.evaluate``. Reading a run folder is :mod:`twist_lib.runs`.
+``python -m twist_lib.evaluate``; it loads a round's networks with :func:`run_checkpoint` and
+:func:`load_models`, which ``python -m twist_lib predict`` (:mod:`twist_lib.predict`) shares.
+Reading a run folder is :mod:`twist_lib.runs`.
 """
 from __future__ import annotations
 
@@ -128,11 +130,54 @@ def _data_root(cfg: Config, run_dir: Path) -> Path:
         return path
 
 
+def run_checkpoint(run_dir, round_index: int | None = None) -> tuple[Path, int | None]:
+    """The trained weights of a run folder: ``(checkpoint, round)``.
+
+    A TWIST run (``RUN/round_<t>/``) gives round ``round_index``'s ``checkpoints/final.pt``
+    (default: the last finished round, the one with ``metrics.json``); a Sup-only run
+    (``RUN/checkpoints/final.pt``, no round folders) gives that file and round None."""
+    run = Path(run_dir)
+    rounds = round_folders(run)
+    sup_only = run / "checkpoints" / "final.pt"
+    if not rounds and sup_only.is_file():
+        if round_index is not None:
+            raise ValueError(f"{run}: a Sup-only run folder (no round_<t>/); it has no round "
+                             f"{round_index}")
+        return sup_only, None
+    finished = [t for t, f in rounds.items() if (f / "metrics.json").is_file()]
+    if round_index is None:
+        if not finished:
+            raise FileNotFoundError(f"{run}: no finished round (round_<t>/metrics.json) and no "
+                                    "Sup-only checkpoint (checkpoints/final.pt)")
+        round_index = finished[-1]
+    checkpoint = run / f"round_{round_index}" / "checkpoints" / "final.pt"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint}: round {round_index} has not finished training")
+    return checkpoint, round_index
+
+
+def load_models(checkpoint, cfg: Config, meta: dict, device, psi: bool = False):
+    """Phi of ``cfg`` for dataset ``meta`` with the weights of ``checkpoint``, and with ``psi``
+    also Psi (the re-correction network); both in eval mode on ``device``. Returns
+    ``(phi, psi or None)``; a KeyError when the checkpoint holds no Psi
+    (:func:`twist_lib.trainer.load_weights`)."""
+    from .psi_training import build_psi
+    from .trainer import build_model, load_weights
+    phi = build_model(cfg, meta).to(device)
+    load_weights(phi, checkpoint, map_location=device, name="phi")
+    phi.eval()
+    if not psi:
+        return phi, None
+    psi_net = build_psi(cfg, meta, phi.size.m).to(device)
+    load_weights(psi_net, checkpoint, map_location=device, name="psi")
+    return phi, psi_net.eval()
+
+
 def export_predictions(run_dir, round_index: int | None = None, split: str = "val", out=None,
                        device: str | None = None, progress: bool = True) -> Path:
     """Write the benchmark files of round ``round_index`` (default: the last finished one) of a
     run folder on the scenes of ``split``; returns the output folder ``OUT`` (default
-    ``RUN/benchmark_round<t>_<split>``).
+    ``RUN/benchmark_round<t>_<split>``, ``RUN/benchmark_<split>`` for a Sup-only run).
 
     ``OUT/pred/<scene>.txt`` (+ masks) are the instances of
     :func:`twist_lib.inference.predict_scene` with the round's Phi (and its Psi when the run
@@ -146,33 +191,19 @@ def export_predictions(run_dir, round_index: int | None = None, split: str = "va
     from .data import SceneDataset, read_meta
     from .evaluation import ClassSpec, write_predictions
     from .inference import predict_scene
-    from .trainer import build_model, load_weights, resolve_device
+    from .trainer import resolve_device
     run = Path(run_dir)
     cfg = run_config(run)
-    finished = [t for t, f in round_folders(run).items() if (f / "metrics.json").is_file()]
-    if round_index is None:
-        if not finished:
-            raise FileNotFoundError(f"{run}: no finished round (round_<t>/metrics.json)")
-        round_index = finished[-1]
-    checkpoint = run / f"round_{round_index}" / "checkpoints" / "final.pt"
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: round {round_index} has not finished training")
+    checkpoint, round_index = run_checkpoint(run, round_index)
     data_root = _data_root(cfg, run)
     meta = read_meta(data_root)
     dev = resolve_device(device or cfg.device)
-    phi = build_model(cfg, meta).to(dev)
-    load_weights(phi, checkpoint, map_location=dev, name="phi")
-    psi = None
-    if cfg.test_time_recorrection:
-        from .psi_training import build_psi
-        psi = build_psi(cfg, meta, phi.size.m).to(dev)
-        load_weights(psi, checkpoint, map_location=dev, name="psi")
-        psi.eval()
-    phi.eval()
+    phi, psi = load_models(checkpoint, cfg, meta, dev, psi=cfg.test_time_recorrection)
     spec = ClassSpec.from_meta(meta)
     scenes = SceneDataset(data_root, split, label_ratio=cfg.label_ratio, voxel_size=cfg.voxel_size,
                           use_xyz_features=cfg.use_xyz_features)
-    out = Path(out) if out else run / f"benchmark_round{round_index}_{split}"
+    tag = "" if round_index is None else f"_round{round_index}"
+    out = Path(out) if out else run / f"benchmark{tag}_{split}"
     (out / "gt").mkdir(parents=True, exist_ok=True)
     for i in tqdm(range(len(scenes)), desc=f"predict {split}", disable=not progress):
         scene = scenes[i]
