@@ -26,7 +26,7 @@ For every scene, in ``--out DIR``:
 - ``html/<scene>.html``: a self-contained 3-D view coloured by instance (at most 50k points).
 
 Scenes are predicted one at a time (:func:`twist_lib.inference.predict_scene`, no cropping).
-Under ``torch.distributed`` each process takes every ``world``-th scene (:func:`shard`).
+Under ``torch.distributed`` each process takes every ``world``-th scene (:func:`twist_lib.distributed.shard`).
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ import torch
 
 from .config import Config, load_yaml
 from .data import load_scene, read_meta
+from .distributed import shard
 from .data.classes import IGNORE_INDEX
 from .data.io import DataFormatError, _atomic_write, validate_scene
 from .evaluation import ClassSpec, write_predictions
@@ -168,15 +169,6 @@ def load_scan(path) -> dict:
     return scene
 
 
-def shard(items: list) -> list:
-    """This process's share of ``items`` under ``torch.distributed`` (``items[rank::world]``);
-    all of them otherwise."""
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        return items[dist.get_rank()::dist.get_world_size()]
-    return items
-
-
 # --------------------------------------------------------------------------------- the outputs
 def point_labels(pred: ScenePrediction) -> np.ndarray:
     """int64 (N, 2): [semantic class, instance id or -1] per point; instance points take their
@@ -215,7 +207,7 @@ def summary_line(pred: ScenePrediction, class_names) -> str:
 
 def predict_scans(predictor: Predictor, paths, out, progress: bool = True, html: bool = True,
                   log=print) -> list[dict]:
-    """Predict and write every scan of ``paths`` (this process's :func:`shard`) into ``out``.
+    """Predict and write every scan of ``paths`` (this process's share, :func:`twist_lib.distributed.shard`) into ``out``.
 
     One summary line per scene goes to ``log`` (to ``tqdm.write`` under the progress bar).
     Returns one dict per scene: ``name``, ``points``, ``instances`` and the written paths."""

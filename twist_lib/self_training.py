@@ -28,6 +28,11 @@ Run folder::
 Every stage is resumable: pseudo labels are written scene by scene (atomically) and a round's
 labels are complete when ``pseudo/_complete.json`` exists; training resumes from
 ``last.pt``; a finished round (``metrics.json``) is never redone.
+
+Under ``torchrun --nproc_per_node=N`` (:mod:`twist_lib.distributed`) each rank pseudo-labels its
+share ``[r::N]`` of the unlabelled scenes and trains on its share of every batch; rank 0 alone
+writes ``_complete.json`` (once every scene's file is there), measures the pseudo-label quality,
+validates and writes the run folder, while the others wait.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed as dist
 from .config import Config
 from .data.batch import collate
 from .data.dataset import SceneDataset
@@ -155,14 +161,16 @@ def pseudo_label_split(phi, psi, dataset: SceneDataset, pseudo_dir, cfg: Config,
                        device) -> int:
     """Pseudo-label every scene of ``dataset`` (the unlabelled split, no augmentation) with
     modules A -> B -> C into ``pseudo_dir``; scenes whose file exists are skipped (resume).
-    Returns the number of scenes labelled now."""
+    Under torchrun each rank labels its share ``[r::N]`` of the scenes and all wait for each
+    other at the end. Returns the number of scenes labelled now (by all ranks)."""
     pseudo_dir = Path(pseudo_dir)
-    todo = [i for i in range(len(dataset))
+    todo = [i for i in dist.shard(range(len(dataset)))
             if not pseudo_label_path(pseudo_dir, dataset.names[i]).exists()]
     background = background_classes(meta)
     phi.eval()
-    bar = tqdm(total=len(dataset), initial=len(dataset) - len(todo), desc="pseudo-label",
-               disable=not cfg.progress)
+    mine = len(dist.shard(range(len(dataset))))
+    bar = tqdm(total=mine, initial=mine - len(todo), desc="pseudo-label",
+               disable=not cfg.progress or not dist.is_main())
     for start in range(0, len(todo), cfg.pseudo_batch_size):
         scenes = [dataset[i] for i in todo[start:start + cfg.pseudo_batch_size]]
         batch = to_device(collate(scenes, cfg.voxel_size, cfg.use_xyz_features), device)
@@ -170,7 +178,8 @@ def pseudo_label_split(phi, psi, dataset: SceneDataset, pseudo_dir, cfg: Config,
             write_pseudo_labels(pseudo_label_path(pseudo_dir, name), labels)
         bar.update(len(scenes))
     bar.close()
-    return len(todo)
+    dist.barrier()
+    return dist.all_reduce_sum(len(todo))
 
 
 def _label_batch(phi, psi, batch, cfg, meta, background):
@@ -208,19 +217,23 @@ def run_twist(cfg: Config, resume: bool = False) -> list[dict]:
     """Round 0 plus ``cfg.rounds`` self-training rounds; returns the rows of ``rounds.csv``.
 
     ``resume=True`` continues a run folder wherever it stopped (pseudo-labelling or training of
-    any round); without it an existing run folder is an error."""
-    run = cfg.resolved_run_dir("twist")
-    if (run / "config.yaml").exists() and not resume:
-        raise FileExistsError(f"{run}: a TWIST run is already there; pass --resume to continue "
-                              "it, or choose another run_dir")
-    run.mkdir(parents=True, exist_ok=True)
-    cfg.save(run / "config.yaml")
-    rows = []
-    for t in range(cfg.rounds + 1):
-        rows.append(run_round(cfg, run, t))
-        _write_rows(run / "rounds.csv", rows)
-        print(_round_line(rows[-1]), flush=True)
-    return rows
+    any round); without it an existing run folder is an error. Under torchrun this joins the
+    process group (every rank runs it; rank 0 writes) and leaves it at the end."""
+    with dist.session(cfg.device):
+        run = cfg.resolved_run_dir("twist")
+        if dist.agree((run / "config.yaml").exists()) and not resume:
+            raise FileExistsError(f"{run}: a TWIST run is already there; pass --resume to "
+                                  "continue it, or choose another run_dir")
+        run.mkdir(parents=True, exist_ok=True)
+        if dist.is_main():
+            cfg.save(run / "config.yaml")
+        rows = []
+        for t in range(cfg.rounds + 1):
+            rows.append(run_round(cfg, run, t))
+            if dist.is_main():
+                _write_rows(run / "rounds.csv", rows)
+                print(_round_line(rows[-1]), flush=True)
+        return rows
 
 
 def _round_line(r: dict) -> str:
@@ -235,7 +248,7 @@ def _round_line(r: dict) -> str:
 def run_round(cfg: Config, run: Path, t: int) -> dict:
     """Do (or finish) round ``t`` of the run folder ``run``; return its ``rounds.csv`` row."""
     rdir = run / f"round_{t}"
-    if not (rdir / "metrics.json").exists():
+    if not dist.agree((rdir / "metrics.json").exists()):
         if t == 0:
             _round_zero(cfg, rdir)
         else:
@@ -268,17 +281,24 @@ def _round_zero(cfg: Config, rdir: Path) -> None:
 def _round(cfg: Config, run: Path, rdir: Path, t: int) -> None:
     previous = run / f"round_{t - 1}" / "checkpoints" / "final.pt"
     pseudo_dir = rdir / "pseudo"
-    if not (pseudo_dir / "_complete.json").exists():
+    if not dist.agree((pseudo_dir / "_complete.json").exists()):
         with _timed(rdir, "pseudo_s"):
             phi, psi, dataset, meta, device = _previous_models(cfg, previous, rdir)
             pseudo_dir.mkdir(parents=True, exist_ok=True)
-            pseudo_label_split(phi, psi, dataset, pseudo_dir, cfg, meta, device)
-            _atomic_json(pseudo_dir / "_complete.json", {"scenes": len(dataset)})
-    if not (rdir / "pseudo_quality.json").exists():
+            pseudo_label_split(phi, psi, dataset, pseudo_dir, cfg, meta, device)  # all ranks
+            missing = [n for n in dataset.names if not pseudo_label_path(pseudo_dir, n).exists()]
+            if missing:  # never mark a round complete that a rank left unfinished
+                raise FileNotFoundError(f"{pseudo_dir}: no pseudo labels for {len(missing)} "
+                                        f"scene(s), e.g. {missing[:3]}; rerun with --resume")
+            if dist.is_main():
+                _atomic_json(pseudo_dir / "_complete.json", {"scenes": len(dataset)})
+    if not dist.agree((rdir / "pseudo_quality.json").exists()):
         with _timed(rdir, "quality_s"):
-            dataset = SceneDataset(cfg.data_root, "unlabelled", label_ratio=cfg.label_ratio)
-            quality = pseudo_label_quality(pseudo_dir, dataset, progress=cfg.progress)
-            _atomic_json(rdir / "pseudo_quality.json", quality)
+            if dist.is_main():  # rank 0 alone (reads files only); the others wait
+                dataset = SceneDataset(cfg.data_root, "unlabelled", label_ratio=cfg.label_ratio)
+                quality = pseudo_label_quality(pseudo_dir, dataset, progress=cfg.progress)
+                _atomic_json(rdir / "pseudo_quality.json", quality)
+            dist.barrier()
     with _timed(rdir, "train_s"):
         RoundTrainer(cfg, t, rdir, pseudo_dir=pseudo_dir, init_from=previous, resume="auto").fit()
 
@@ -286,17 +306,15 @@ def _round(cfg: Config, run: Path, rdir: Path, t: int) -> None:
 def _previous_models(cfg: Config, checkpoint: Path, rdir: Path):
     """Phi_{t-1} and Psi_{t-1} from ``checkpoint``, and the unlabelled split to label."""
     from .data.ensure import ensure_dataset
-    from .network import build_model
+    from .pipeline import load_models
     from .trainer import resolve_device
-    meta = ensure_dataset(cfg)
+    with dist.main_first():
+        meta = ensure_dataset(cfg)
     device = resolve_device(cfg.device)
-    phi = build_model(cfg, meta).to(device)
-    load_weights(phi, checkpoint, map_location=device, name="phi")
-    psi = build_psi(cfg, meta, phi.size.m).to(device)
-    load_weights(psi, checkpoint, map_location=device, name="psi")
+    phi, psi = load_models(checkpoint, cfg, meta, device, psi=True)
     dataset = SceneDataset(cfg.data_root, "unlabelled", label_ratio=cfg.label_ratio,
                            voxel_size=cfg.voxel_size, use_xyz_features=cfg.use_xyz_features)
-    return phi.eval(), psi.eval(), dataset, meta, device
+    return phi, psi, dataset, meta, device
 
 
 @contextmanager
@@ -307,9 +325,10 @@ def _timed(rdir: Path, key: str):
         yield
     finally:
         rdir.mkdir(parents=True, exist_ok=True)
-        timing = _read_json(rdir / "timing.json")
-        timing[key] = timing.get(key, 0.0) + time.time() - t0
-        _atomic_json(rdir / "timing.json", timing)
+        if dist.is_main():
+            timing = _read_json(rdir / "timing.json")
+            timing[key] = timing.get(key, 0.0) + time.time() - t0
+            _atomic_json(rdir / "timing.json", timing)
 
 
 def _read_json(path: Path) -> dict:

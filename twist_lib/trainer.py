@@ -13,6 +13,11 @@ A job is one :class:`~twist_lib.config.Config` and one run folder::
 last checkpoint with the same step count, optimizer state and data order; ``resume="auto"``
 resumes when the run folder has a checkpoint and starts fresh otherwise.
 
+Under ``torchrun --nproc_per_node=N`` the same code trains data-parallel
+(:mod:`twist_lib.distributed`): rank r takes scenes ``[r::N]`` of every step's batch, gradients
+are averaged over the ranks after ``backward``, batch norm is per rank, and rank 0 alone
+validates and writes the run folder; ``resume`` loads the same checkpoint on every rank.
+
 Like detectron2's trainer, everything a training scheme varies comes from overridable methods:
 :meth:`Trainer.build_datasets`, :meth:`~Trainer.build_models`, :meth:`~Trainer.build_optimizers`,
 :meth:`~Trainer.step_sources` (which datasets feed each step) and
@@ -32,6 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed as dist
 from .config import Config
 from .data.dataset import SceneDataset
 from .data.ensure import ensure_dataset
@@ -45,9 +51,10 @@ __all__ = ["Trainer", "train", "ensure_dataset", "build_model", "in_channels", "
 
 
 def resolve_device(name: str) -> torch.device:
+    """The config's ``device``; under torchrun, ``auto``/``cuda`` is ``cuda:LOCAL_RANK``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        return dist.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    return dist.local_device(torch.device(name))
 
 
 def poly_lr(step: int, total: int, power: float) -> float:
@@ -97,7 +104,8 @@ class BatchStream:
 
 class StepBatches(torch.utils.data.Dataset):
     """Item k = the collated batch of training step ``start + k``, for a DataLoader whose
-    workers load and augment batches ahead of the training step.
+    workers load and augment batches ahead of the training step. ``rank``/``world``: this
+    process takes indices ``[rank::world]`` of every source's batch (data-parallel training).
 
     ``sources`` is a list of ``(dataset, stream)`` pairs: every step takes its scenes from each
     source in turn (the baseline: the labelled split; a self-training round: labelled, then
@@ -105,8 +113,9 @@ class StepBatches(torch.utils.data.Dataset):
     Every batch depends only on its step (:class:`BatchStream`, :meth:`SceneDataset.generator`),
     so the workers produce the same batches as the training process would, in any order."""
 
-    def __init__(self, sources, start: int, stop: int):
+    def __init__(self, sources, start: int, stop: int, rank: int = 0, world: int = 1):
         self.sources, self.start, self.stop = list(sources), start, stop
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
@@ -118,7 +127,7 @@ class StepBatches(torch.utils.data.Dataset):
         for dataset, stream in self.sources:
             epoch, indices = stream.batch_at(self.start + k)
             dataset.set_epoch(epoch)
-            scenes += [dataset[i] for i in indices]
+            scenes += [dataset[i] for i in indices[self.rank::self.world]]
         return self.sources[0][0].collate_fn(scenes)
 
 
@@ -136,12 +145,14 @@ class Trainer:
         self.cfg = cfg.validate()
         self.run_dir = Path(run_dir) if run_dir is not None else cfg.resolved_run_dir()
         self.ckpt_dir = self.run_dir / "checkpoints"
+        dist.init_from_env(cfg.device)  # joins torchrun's process group (no-op otherwise)
         self.device = resolve_device(cfg.device)
         if cfg.cpu_threads > 0:
             # Measured on a 2-core machine: torch with 2 threads while another job holds a core
             # ran sparse convolution up to 350x slower than with 1 (threads spin-wait on each other).
             torch.set_num_threads(cfg.cpu_threads)
-        self.meta = ensure_dataset(cfg)
+        with dist.main_first():  # rank 0 generates missing synthetic data, the others wait
+            self.meta = ensure_dataset(cfg)
         torch.manual_seed(cfg.seed)
         self.datasets = self.build_datasets()
         self._check_val_split()
@@ -149,6 +160,7 @@ class Trainer:
         self.optimizers = self.build_optimizers()
         self.step = 0
         self.sources = self.step_sources()
+        dist.check_batch_sizes(self.sources)
         if resume == "auto":
             resume = (self.ckpt_dir / "last.pt").exists()
         if resume:
@@ -156,6 +168,7 @@ class Trainer:
         elif (self.ckpt_dir / "last.pt").exists():
             raise FileExistsError(f"{self.run_dir}: a run is already there; pass resume=True "
                                   "(--resume) to continue it, or choose another run_dir")
+        dist.broadcast_modules(self.models.values())  # identical start on every rank, as DDP
 
     # -- what a training scheme builds (override these) ---------------------------------------
     def build_datasets(self) -> dict:
@@ -257,7 +270,8 @@ class Trainer:
     def batches(self):
         """The batches of steps ``self.step .. total_steps - 1`` on the training device, loaded in
         this process (``num_workers = 0``) or by a DataLoader's worker processes."""
-        steps = StepBatches(self.sources, self.step, self.total_steps)
+        steps = StepBatches(self.sources, self.step, self.total_steps,
+                            rank=dist.rank(), world=dist.world_size())
         if self.cfg.num_workers > 0:
             loader = torch.utils.data.DataLoader(
                 steps, batch_size=None, shuffle=False, num_workers=self.cfg.num_workers,
@@ -276,25 +290,33 @@ class Trainer:
         use_amp = self.cfg.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             losses = self.compute_losses(batch)
-        if not torch.isfinite(losses["loss"]):
+        loss = dist.all_reduce_mean(losses["loss"])  # over the ranks: all of them stop alike
+        if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"{self.stage}, step {self.step}: loss is {losses['loss'].item()}; the last good "
+                f"{self.stage}, step {self.step}: loss is {loss.item()}; the last good "
                 f"checkpoint is {self.ckpt_dir / 'last.pt'} (lower lr or check the data)")
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
+        dist.average_gradients(self.optimizers.values())  # DDP's update (see distributed.py)
         for opt in self.optimizers.values():
             opt.step()
         self.step += 1
+        losses["loss"] = loss  # logged: the mean over ranks; the other terms are this rank's
         return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
 
+    def _validate_on_main(self) -> dict:
+        """Rank 0 validates (the others wait) and every rank gets its metrics."""
+        return dist.broadcast_object(self.validate() if dist.is_main() else None)
+
     def fit(self) -> dict:
-        cfg = self.cfg
+        cfg, main = self.cfg, dist.is_main()  # only rank 0 writes the run folder
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(self.run_dir / "config.yaml")
+        if main:
+            cfg.save(self.run_dir / "config.yaml")
         log = CsvLog(self.run_dir / "log.csv", after_step=self.step)
         bar = tqdm(total=self.total_steps, initial=self.step, desc=self.stage,
-                   disable=not cfg.progress)
+                   disable=not cfg.progress or not main)
         for m in self.models.values():
             m.train()
         t0, metrics = time.time(), {}
@@ -307,19 +329,21 @@ class Trainer:
                 row = {"step": self.step, "time_s": round(time.time() - t0, 2),
                        "lr": self.optimizer.param_groups[0]["lr"], **losses}
             if cfg.val_every and self.step % cfg.val_every == 0 and self.step < self.total_steps:
-                metrics = self.validate()
+                metrics = self._validate_on_main()
                 for m in self.models.values():
                     m.train()
                 row = {**(row or {"step": self.step}), **_scalars(metrics)}
-            if row:
+            if row and main:
                 log.write(row)
-            if self.step % cfg.ckpt_every == 0 or self.step == self.total_steps:
+            if main and (self.step % cfg.ckpt_every == 0 or self.step == self.total_steps):
                 self.save_checkpoint()
         bar.close()
-        metrics = self.validate()
-        log.write({"step": self.step, **_scalars(metrics)})
-        self.save_checkpoint("final.pt")
-        (self.run_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=1))
+        metrics = self._validate_on_main()
+        if main:
+            log.write({"step": self.step, **_scalars(metrics)})
+            self.save_checkpoint("final.pt")
+            (self.run_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=1))
+        dist.barrier()  # the other ranks go on only once final.pt and metrics.json are there
         return metrics
 
 
@@ -374,5 +398,7 @@ class CsvLog:
 
 
 def train(cfg: Config, resume: bool | str = False) -> dict:
-    """Train the Sup-only baseline for ``cfg``; returns the final validation metrics."""
-    return Trainer(cfg, resume=resume).fit()
+    """Train the Sup-only baseline for ``cfg``; returns the final validation metrics. Under
+    torchrun this joins the process group and leaves it at the end."""
+    with dist.session(cfg.device):
+        return Trainer(cfg, resume=resume).fit()
