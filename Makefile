@@ -39,11 +39,8 @@ book:  ## build the HTML book with warnings as errors (notebooks execute at PROF
 run-notebooks:  ## execute the book's notebooks with papermill into runs/notebooks/<profile>_<date>
 	$(PYTHON) -m twist_lib.book run --profile $(PROFILE)
 
-bench:  ## benchmark scripts: synthetic generation, sparse backends, clustering, a self-training step
-	$(PYTHON) bench/bench_synthetic.py
-	$(PYTHON) bench/bench_sparse.py
-	$(PYTHON) bench/bench_clustering.py
-	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_self_training.py --profile $(PROFILE)
+bench:  ## benchmark suite (bench/run.py): one table + runs/bench/<date>.csv; QUICK=1 for --quick
+	OMP_NUM_THREADS=1 $(PYTHON) bench/run.py --profile $(PROFILE) $(if $(QUICK),--quick)
 
 clean:  ## remove build output (keeps data/ and runs/)
 	rm -rf _build .pytest_cache

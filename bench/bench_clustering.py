@@ -7,7 +7,14 @@ r = 0.03 m, min 50 points. Prints the time of the CPU path (NumPy in, scipy comp
 torch path on the CPU and on CUDA when there is one, and a brute-force O(N^2) BFS on a small
 subset for comparison (also checks that all agree there).
 
+``--scaling`` instead times module A against point count on uniformly sampled surfaces
+(:func:`surface_patches`: 2 cm mean spacing, 18 classes in 40 cm patches, all foreground,
+r = 3 cm, >= 50 points) beside a plain scipy baseline (:func:`kdtree_baseline`: cKDTree
+``query_pairs``, same-class pairs, ``connected_components``, size filter), asserting that both
+give the same sets of points per proposal (:func:`module_a_scaling`, used by ``bench/run.py``).
+
     python bench/bench_clustering.py [--points 150000] [--brute 3000] [--threads 1]
+    python bench/bench_clustering.py --scaling [--sizes 10000 40000 160000 250000]
 """
 from __future__ import annotations
 
@@ -17,10 +24,14 @@ import time
 
 import numpy as np
 import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from twist_lib.clustering import semantic_bfs
 
 RADIUS, MIN_POINTS, IGNORE = 0.03, 50, (0, 1)
+SURFACE_RADIUS = 0.03
 
 
 def realistic_scene(n_points: int, n_objects: int = 100, n_classes: int = 20, seed: int = 0):
@@ -68,6 +79,66 @@ def brute_force_bfs(xyz, cls, radius, min_points, ignore):
     return ids
 
 
+def surface_patches(n_points: int, n_classes: int = 18, spacing: float = 0.02,
+                    patch: float = 0.4, seed: int = 0):
+    """``n_points`` uniformly sampled on a flat square surface (+-2 mm of z noise) at a mean
+    spacing of ``spacing`` (one point per ``spacing^2``), cut into ``patch``-sized squares each
+    of a random one of ``n_classes`` classes; all points are foreground."""
+    rng = np.random.default_rng(seed)
+    side = np.sqrt(n_points) * spacing
+    xy = rng.uniform(0, side, (n_points, 2))
+    xyz = np.c_[xy, rng.uniform(-0.002, 0.002, n_points)].astype(np.float32)
+    cell = np.floor(xy / patch).astype(np.int64)
+    per_row = int(np.ceil(side / patch))
+    patch_cls = rng.integers(0, n_classes, per_row * per_row)
+    return xyz, patch_cls[cell[:, 0] * per_row + cell[:, 1]]
+
+
+def kdtree_baseline(xyz, cls, radius: float, min_points: int):
+    """The plain scipy clustering: cKDTree pairs within ``radius`` (d <= r), same-class pairs
+    kept, connected components, components under ``min_points`` dropped. Returns a component
+    label per point (-1 = dropped), not numbered like :func:`semantic_bfs`."""
+    p = np.asarray(xyz, dtype=np.float64)
+    pairs = cKDTree(p).query_pairs(radius, output_type="ndarray")
+    pairs = pairs[cls[pairs[:, 0]] == cls[pairs[:, 1]]]
+    n = len(p)
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    labels = connected_components(graph, directed=False)[1]
+    return np.where(np.bincount(labels)[labels] >= min_points, labels, -1)
+
+
+def same_partition(a, b) -> bool:
+    """Whether two labellings (-1 = no proposal) group the points into the same sets."""
+    a, b = np.asarray(a), np.asarray(b)
+    if not np.array_equal(a < 0, b < 0):
+        return False
+    a, b = a[a >= 0], b[b >= 0]
+    pairs = np.unique(np.c_[a, b], axis=0)          # a partition match is a bijection a <-> b
+    return len(pairs) == len(np.unique(a)) == len(np.unique(b))
+
+
+def module_a_scaling(sizes=(10_000, 40_000, 160_000, 250_000), repeats: int = 3):
+    """Time :func:`semantic_bfs` and :func:`kdtree_baseline` on :func:`surface_patches` of each
+    size, interleaved in one run (best of ``repeats`` after a warm-up), asserting that both give
+    the same partition. Returns one dict per size (times in seconds)."""
+    out = []
+    for n in sizes:
+        xyz, cls = surface_patches(n)
+        ours = lambda: semantic_bfs(xyz, cls, SURFACE_RADIUS, MIN_POINTS)  # noqa: E731
+        base = lambda: kdtree_baseline(xyz, cls, SURFACE_RADIUS, MIN_POINTS)  # noqa: E731
+        ids, ref = ours(), base()
+        assert same_partition(ids, ref), f"{n} points: semantic_bfs and the cKDTree baseline differ"
+        times = {"ours": [], "base": []}
+        for _ in range(repeats):                        # interleaved: same load for both
+            for name, fn in (("ours", ours), ("base", base)):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+        out.append(dict(points=n, proposals=int(ids.max()) + 1, semantic_bfs_s=min(times["ours"]),
+                        baseline_s=min(times["base"])))
+    return out
+
+
 def best_time(fn, repeats: int):
     """Smallest wall time of ``repeats`` calls (after one warm-up call) and the last result."""
     out = fn()
@@ -89,8 +160,23 @@ def main():
                         help="torch CPU threads (with other processes busy on the cores, more "
                              "than one thread can be 100x slower: OpenMP barriers wait)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scaling", action="store_true",
+                        help="module A vs the cKDTree baseline on surfaces of --sizes points")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 40_000, 160_000, 250_000])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.scaling:
+        rows = module_a_scaling(args.sizes, args.repeats)
+        for r in rows:
+            print(f"{r['points']:7d} points, {r['proposals']:4d} proposals: semantic_bfs "
+                  f"{r['semantic_bfs_s'] * 1e3:7.1f} ms, cKDTree baseline {r['baseline_s'] * 1e3:7.1f} ms "
+                  f"(same partition)")
+        for a, b in zip(rows, rows[1:]):
+            if b["points"] == 4 * a["points"]:
+                print(f"time({b['points']}) / time({a['points']}): semantic_bfs "
+                      f"{b['semantic_bfs_s'] / a['semantic_bfs_s']:.2f}, baseline "
+                      f"{b['baseline_s'] / a['baseline_s']:.2f}")
+        return
     xyz, cls = realistic_scene(args.points)
     run = dict(radius=RADIUS, min_points=MIN_POINTS, ignore_classes=IGNORE)
     print(f"{args.points} points, {(~np.isin(cls, IGNORE)).sum()} foreground, r={RADIUS}, "

@@ -269,29 +269,22 @@ def sup_only_step(trainer: Trainer, clock: Clock, stats: dict) -> None:
 
 # ---------------------------------------------------------------------------------- main
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default="cpu", help="config profile (smoke | cpu | gpu)")
-    p.add_argument("--init", default="", help="Sup-only checkpoint or run folder to load Phi "
-                   "(and Psi, if there) from; default: freshly built models")
-    p.add_argument("--steps", type=int, default=5, help=f"timed steps (after {WARMUP} warm-up)")
-    p.add_argument("--scenes", type=int, default=16, help="unlabelled scenes to pseudo-label")
-    p.add_argument("--quick", action="store_true", help="2 timed steps, the fewest scenes")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("overrides", nargs="*", help="config key=value overrides")
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    init = resolve_checkpoint(a.init) if a.init else None
-    steps = 2 if a.quick else a.steps
+def measure(profile: str = "cpu", init_arg: str = "", n_steps: int = 5, n_scenes: int = 16,
+            quick: bool = False, threads: int = 1, overrides=()) -> dict:
+    """Run the three figures (module docstring) and return ``{"rows": [(figure, value, note)],
+    "figures": {name: seconds or rate}, "device": torch.device}``; ``main`` prints the rows.
+    Sets torch's CPU threads to ``threads``."""
+    torch.set_num_threads(threads)
+    init = resolve_checkpoint(init_arg) if init_arg else None
+    steps = 2 if quick else n_steps
     with tempfile.TemporaryDirectory(prefix="bench_self_training_") as tmp:
         tmp = Path(tmp)
-        cfg = Config.from_sources(profile=a.profile, overrides=[
-            f"run_dir={tmp / 'run'}", "progress=false", f"cpu_threads={a.threads}",
-            "val_every=0", *a.overrides]).validate()
+        cfg = Config.from_sources(profile=profile, overrides=[
+            f"run_dir={tmp / 'run'}", "progress=false", f"cpu_threads={threads}",
+            "val_every=0", *overrides]).validate()
         meta = ensure_dataset(cfg)
-        scenes = cfg.unlabelled_batch if a.quick else max(a.scenes, cfg.unlabelled_batch)
-        if scenes != a.scenes and not a.quick:
+        scenes = cfg.unlabelled_batch if quick else max(n_scenes, cfg.unlabelled_batch)
+        if scenes != n_scenes and not quick:
             print(f"--scenes raised to {scenes}: a step takes unlabelled_batch_size scenes")
         pseudo_dir = tmp / "round_1" / "pseudo"
 
@@ -359,6 +352,31 @@ def main() -> None:
         ("ratio self / Sup-only", f"{ratio:.2f}x",
          f"goal <= {GOAL_RATIO}x: {'met' if ratio <= GOAL_RATIO else 'NOT met'}"),
     ]
+    figures = {
+        "pseudo_label_scenes_per_s": pl["scenes"] / pl["seconds"],
+        **{f"self_training_{k}_s": st_clock.mean(k) for k in st_pieces},
+        "self_training_total_s": st_total,
+        "self_training_train_step_s": st_clock.mean("train_step"),
+        "psi_samples_per_step": mean(st_stats["psi_samples"]),
+        "sup_only_total_s": sup_total,
+        "ratio_self_over_sup": ratio,
+    }
+    return {"rows": rows, "figures": figures, "device": st.device}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="cpu", help="config profile (smoke | cpu | gpu)")
+    p.add_argument("--init", default="", help="Sup-only checkpoint or run folder to load Phi "
+                   "(and Psi, if there) from; default: freshly built models")
+    p.add_argument("--steps", type=int, default=5, help=f"timed steps (after {WARMUP} warm-up)")
+    p.add_argument("--scenes", type=int, default=16, help="unlabelled scenes to pseudo-label")
+    p.add_argument("--quick", action="store_true", help="2 timed steps, the fewest scenes")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("overrides", nargs="*", help="config key=value overrides")
+    a = p.parse_args()
+    rows = measure(a.profile, a.init, a.steps, a.scenes, a.quick, a.threads, a.overrides)["rows"]
     w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
     print(f"{'figure':<{w0}}  {'value':<{w1}}  notes")
     print("-" * (w0 + w1 + 40))

@@ -14,6 +14,10 @@ Usage::
 
     python bench/bench_sparse.py                       # every available backend, CPU, 2 threads
     python bench/bench_sparse.py --backend torch --device cuda --steps 10
+
+:func:`unet_step` (used by ``bench/run.py``) times the same kind of step in-process for
+twist_lib's own U-Net (:class:`twist_lib.network.SparseUNet` at a named
+:data:`~twist_lib.network.MODEL_SIZES` size) on a room scaled to a given voxel count.
 """
 from __future__ import annotations
 
@@ -115,6 +119,63 @@ class SparseUNet(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.out(self.unet(self.stem(x))).feats)
+
+
+def scene_of_voxels(voxels: int, seed: int = 0) -> np.ndarray:
+    """(voxels, 3) unique voxel coordinates: :func:`indoor_scene` with the room's floor plan
+    scaled so that it has at least ``voxels`` voxels, then a random subset of exactly that many."""
+    base = (4.2, 3.6, 2.4)
+    scale = 1.0
+    for _ in range(4):
+        room = (base[0] * scale, base[1] * scale, base[2])
+        xyz = indoor_scene(seed, room=room, boxes=max(6, int(6 * scale * scale)))
+        if len(xyz) >= voxels:
+            break
+        scale *= float(np.sqrt(voxels / len(xyz))) * 1.05
+    rng = np.random.default_rng(seed)
+    return xyz[np.sort(rng.choice(len(xyz), min(voxels, len(xyz)), replace=False))]
+
+
+def unet_step(backend: str, voxels: int, size: str = "small", device: str = "cpu",
+              steps: int = 2, seed: int = 0) -> dict:
+    """Forward + cross-entropy + backward + SGD step of :class:`twist_lib.network.SparseUNet`
+    (``size`` from :data:`~twist_lib.network.MODEL_SIZES`) plus a linear head, on
+    :func:`scene_of_voxels`, the SparseTensor rebuilt every step (neighbour maps included).
+    Returns the median step time over ``steps`` steps after one warm-up and, on CUDA, the peak
+    allocated memory (``None`` on the CPU: no honest per-step figure there)."""
+    from twist_lib.network import MODEL_SIZES, SparseUNet as TwistUNet
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    xyz = scene_of_voxels(voxels, seed)
+    coords = torch.from_numpy(np.concatenate([np.zeros((len(xyz), 1), np.int64), xyz], 1)).int()
+    feats = torch.rand(len(xyz), 3) * 2 - 1
+    labels = torch.randint(0, 20, (len(xyz),))
+    coords, feats, labels = coords.to(dev), feats.to(dev), labels.to(dev)
+    net = TwistUNet(3, MODEL_SIZES[size]).to(dev)
+    head = nn.Linear(MODEL_SIZES[size].m, 20).to(dev)
+    opt = torch.optim.SGD([*net.parameters(), *head.parameters()], lr=0.01, momentum=0.9)
+
+    def step():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        start = time.perf_counter()
+        x = sparse.SparseTensor(coords, feats, backend=backend)
+        loss = F.cross_entropy(head(net(x).feats), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return time.perf_counter() - start
+
+    step()  # warm-up
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    times = [step() for _ in range(steps)]
+    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
+    return dict(backend=backend, size=size, voxels=len(xyz), device=str(dev),
+                params=sum(p.numel() for p in net.parameters()),
+                step_s=float(np.median(times)), peak_bytes=peak)
 
 
 def run_backend(args) -> dict:

@@ -16,12 +16,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from twist_lib.synthetic import generate_dataset, generate_scene  # noqa: E402
 
 
-def time_scenes(size: str, n: int) -> None:
+def scene_rate(size: str, n: int) -> dict:
+    """Generate ``n`` scenes of ``size`` in this process: ``{"scenes_per_s", "points"}`` (mean
+    points per scene, min, max). Used by ``bench/run.py``."""
     start = time.perf_counter()
     counts = [len(generate_scene((0, i), size)["xyz"]) for i in range(n)]
     dt = time.perf_counter() - start
-    print(f"generate_scene size={size:8s} {n:4d} scenes, 1 process: {n / dt:7.2f} scenes/s, "
-          f"{np.mean(counts):9.0f} points/scene (min {min(counts)}, max {max(counts)})")
+    return {"scenes_per_s": n / dt, "points": float(np.mean(counts)), "min": min(counts),
+            "max": max(counts)}
+
+
+def time_scenes(size: str, n: int) -> None:
+    r = scene_rate(size, n)
+    print(f"generate_scene size={size:8s} {n:4d} scenes, 1 process: {r['scenes_per_s']:7.2f} "
+          f"scenes/s, {r['points']:9.0f} points/scene (min {r['min']}, max {r['max']})")
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from twist_lib.clustering import _CELL_SHRINK, proposals_from_ids, semantic_bfs
+from twist_lib.clustering import proposals_from_ids, semantic_bfs
+from twist_lib.neighbour_graph import _CELL_SHRINK
 
 # (input kind, backend): NumPy -> CPU path (scipy components), tensors -> both solvers.
 PATHS = [("numpy", "auto"), ("torch", "torch"), ("torch", "scipy")]
