@@ -224,7 +224,7 @@ def run_backend(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backend", default="all", choices=["all", "torch", "minkowski"])
+    parser.add_argument("--backend", default="all", choices=["all", "torch", "minkowski", "spconv"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)

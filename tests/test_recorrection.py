@@ -12,6 +12,7 @@ from twist_lib.recorrection import (Psi, centre_samples, mutate_proposal, mutate
                                     transform_samples, voxelize_samples)
 
 HAVE_ME = "minkowski" in sparse.available_backends()
+HAVE_SPCONV = "spconv" in sparse.available_backends()
 
 
 # ----------------------------------------------------------------------------- targets
@@ -367,14 +368,17 @@ def test_psi_eval_outputs_do_not_depend_on_the_other_samples():
                 torch.testing.assert_close(alone[key][0], together[key][j], rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.minkowski
-@pytest.mark.skipif(not HAVE_ME, reason="MinkowskiEngine is not installed")
+@pytest.mark.parametrize("backend", [
+    pytest.param("minkowski", marks=[pytest.mark.minkowski, pytest.mark.skipif(
+        not HAVE_ME, reason="MinkowskiEngine is not installed")]),
+    pytest.param("spconv", marks=pytest.mark.skipif(not HAVE_SPCONV,
+                                                    reason="spconv is not installed"))])
 @pytest.mark.parametrize("train", [False, True])
-def test_psi_backends_agree(train):
+def test_psi_backends_agree(train, backend):
     torch.manual_seed(2)
     ref = Psi(3 + 4, num_classes=3, backend="torch").double()
     randomise_batchnorm(ref)
-    me = Psi(3 + 4, num_classes=3, backend="minkowski").double()
+    me = Psi(3 + 4, num_classes=3, backend=backend).double()
     me.load_state_dict(ref.state_dict())
     ref.train(train)
     me.train(train)

@@ -11,15 +11,20 @@ import torch
 import torch.nn.functional as F
 
 from twist_lib import sparse
-from twist_lib.sparse import minkowski_backend, torch_backend
+from twist_lib.sparse import minkowski_backend, spconv_backend, torch_backend
 
 HAVE_ME = minkowski_backend.is_available()
 NO_ME_REASON = f"MinkowskiEngine is not installed ({minkowski_backend.IMPORT_ERROR})"
-BACKENDS = [
-    "torch",
+HAVE_SPCONV = spconv_backend.is_available()
+NO_SPCONV_REASON = f"spconv is not installed ({spconv_backend.IMPORT_ERROR})"
+SPCONV = pytest.param("spconv", marks=pytest.mark.skipif(not HAVE_SPCONV,
+                                                         reason=NO_SPCONV_REASON))
+OPTIONAL_BACKENDS = [
     pytest.param("minkowski", marks=[pytest.mark.minkowski,
                                      pytest.mark.skipif(not HAVE_ME, reason=NO_ME_REASON)]),
+    SPCONV,
 ]
+BACKENDS = ["torch"] + OPTIONAL_BACKENDS
 LO = -8           # dense grid origin (a multiple of 4 so that stride-2 cells align with floor)
 EXTENT = 16       # dense grid size per axis, coordinates in [LO, LO + EXTENT)
 BATCH = 2
@@ -223,6 +228,22 @@ def test_autocast_bfloat16_runs_in_low_precision():
     assert conv.weight.grad.dtype == torch.float32
 
 
+@pytest.mark.skipif(not HAVE_SPCONV, reason=NO_SPCONV_REASON)
+def test_spconv_under_cpu_autocast_runs_in_float32():
+    """spconv has no bfloat16 kernels: under CPU autocast it runs (and back-propagates, even when
+    backward() is called inside the autocast region) in float32."""
+    coords, feats, _ = make_input(4, 8)
+    feats = feats.detach().float()
+    net = tiny_unet(8).float()
+    reference = run_unet(net, sparse.SparseTensor(coords, feats, backend="torch"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = run_unet(net, sparse.SparseTensor(coords, feats, backend="spconv"))
+        out.sum().backward()
+    assert out.dtype == torch.float32
+    assert_close(out, reference, rtol=1e-5)
+    assert net["stem"].weight.grad.dtype == torch.float32
+
+
 def test_batchnorm_relu_cat_act_on_feature_rows():
     coords, feats, x = make_input(6, 3)
     bn = sparse.BatchNorm(3).double()
@@ -248,11 +269,33 @@ def test_bad_inputs_raise_clear_errors(monkeypatch):
     with pytest.raises(ValueError, match="down-sampled from"):
         sparse.UpConv3d(3, 3)(sparse.DownConv3d(3, 3)(other), x)
     with pytest.raises(ValueError, match="unknown sparse backend"):
-        sparse.resolve_backend("spconv")
+        sparse.resolve_backend("torchsparse")
     monkeypatch.setattr(minkowski_backend, "ME", None)
+    # spconv failing to import (CI does not install it), simulated on the lazy-import state
+    monkeypatch.setattr(spconv_backend, "_TRIED", True)
+    monkeypatch.setattr(spconv_backend, "_SPCONV", None)
+    monkeypatch.setattr(spconv_backend, "IMPORT_ERROR", "ImportError: No module named 'spconv'")
     assert sparse.available_backends() == ["torch"] and sparse.resolve_backend() == "torch"
     with pytest.raises(ImportError, match="MinkowskiEngine"):
         sparse.resolve_backend("minkowski")
+    with pytest.raises(ImportError, match="spconv cannot be imported .*No module named 'spconv'"):
+        sparse.resolve_backend("spconv")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert sparse.resolve_backend() == "torch"
+    with pytest.raises(ImportError, match="spconv is not available"):
+        sparse.SubMConv3d(3, 3).double()(sparse.SparseTensor.from_manager(x.manager, 1, x.feats,
+                                                                          "spconv"))
+
+
+def test_auto_picks_torch_on_cpu_and_spconv_first_on_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert sparse.resolve_backend("auto") == "torch"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(spconv_backend, "is_available", lambda: True)
+    assert sparse.resolve_backend("auto") == "spconv"
+    monkeypatch.setattr(spconv_backend, "is_available", lambda: False)
+    monkeypatch.setattr(minkowski_backend, "is_available", lambda: True)
+    assert sparse.resolve_backend("auto") == "minkowski"
 
 
 def tiny_unet(cin=3, m=4):
@@ -269,18 +312,17 @@ def run_unet(net, x):
     return net["head"](sparse.cat(skip, deep)).feats
 
 
-@pytest.mark.minkowski
-@pytest.mark.skipif(not HAVE_ME, reason=NO_ME_REASON)
-def test_backends_agree_and_share_checkpoints():
+@pytest.mark.parametrize("backend", OPTIONAL_BACKENDS)
+def test_backends_agree_and_share_checkpoints(backend):
     coords = random_coords(21, n=400)
     feats = torch.randn(len(coords), 3, dtype=torch.float64)
     net_torch = tiny_unet()
-    net_me = tiny_unet()
-    net_me.load_state_dict(net_torch.state_dict())
+    net_other = tiny_unet()
+    net_other.load_state_dict(net_torch.state_dict())
     outs, grads = [], []
-    for net, backend in ((net_torch, "torch"), (net_me, "minkowski")):
+    for net, name in ((net_torch, "torch"), (net_other, backend)):
         f = feats.clone().requires_grad_()
-        out = run_unet(net, sparse.SparseTensor(coords, f, backend=backend))
+        out = run_unet(net, sparse.SparseTensor(coords, f, backend=name))
         params = [f] + list(net.parameters())
         probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(3),
                             dtype=out.dtype)
@@ -292,10 +334,11 @@ def test_backends_agree_and_share_checkpoints():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_torch_backend_on_cuda_matches_cpu():
+@pytest.mark.parametrize("backend", ["torch", SPCONV])
+def test_backend_on_cuda_matches_cpu(backend):
     coords, feats, x = make_input(13, 3)
     net = tiny_unet()
     expected = run_unet(net, x)
     out = run_unet(net.cuda(), sparse.SparseTensor(coords.cuda(), feats.detach().cuda(),
-                                                   backend="torch"))
+                                                   backend=backend))
     assert_close(out.cpu(), expected.detach(), rtol=1e-10)

@@ -48,7 +48,7 @@ class Config:
     elastic: bool = _f(True, "elastic distortion augmentation")
     # --- model ---------------------------------------------------------------------------------
     model_size: str = _f("small", "tiny | small | paper (see twist_lib.network.MODEL_SIZES)")
-    backend: str = _f("auto", "sparse convolution backend: auto | torch | minkowski")
+    backend: str = _f("auto", "sparse convolution backend: auto | torch | minkowski | spconv")
     # --- optimisation (paper Sec. 5.1) -----------------------------------------------------------
     steps: int = _f(2000, "training steps (paper: 10k per round)")
     batch_size: int = _f(4, "labelled scenes per step (paper: 4 labelled + 4 unlabelled)")

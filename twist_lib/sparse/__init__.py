@@ -1,11 +1,13 @@
-"""Sparse 3D convolution with two interchangeable backends (SPEC "Sparse convolution backends").
+"""Sparse 3D convolution with interchangeable backends (SPEC "Sparse convolution backends").
 
 - ``"torch"``: pure PyTorch (hashed neighbour search, gather-GEMM-scatter), no compilation,
   CPU or CUDA (:mod:`twist_lib.sparse.torch_backend`).
 - ``"minkowski"``: MinkowskiEngine 0.5.4 when it is installed
   (:mod:`twist_lib.sparse.minkowski_backend`).
+- ``"spconv"``: spconv 2.x (``pip install spconv-cu126``; CPU or CUDA) when it is installed
+  (:mod:`twist_lib.sparse.spconv_backend`).
 
-Which one runs is decided in :mod:`twist_lib.sparse.backends`; the kernel-offset order both share
+Which one runs is decided in :mod:`twist_lib.sparse.backends`; the kernel-offset order all share
 lives in :mod:`twist_lib.sparse.kernels`.
 
 Usage::
@@ -17,7 +19,7 @@ Usage::
     u = sparse.UpConv3d(32, 16)(z, y)                         # back on y's voxels
     s = sparse.cat(y, u)
 
-Both backends use the same parameter layout, so a state_dict moves between them unchanged.
+All backends use the same parameter layout, so a state_dict moves between them unchanged.
 """
 from twist_lib.sparse.layers import (BatchNorm, DownConv3d, ReLU, Sequential, SubMConv3d,
                                      UpConv3d, cat)

@@ -1,43 +1,58 @@
 """Which sparse backend runs: the names, what imports here, and what ``"auto"`` picks.
 
 Its own module so that the tensor type (:mod:`twist_lib.sparse.tensor`) and the backends
-(:mod:`twist_lib.sparse.torch_backend`, :mod:`twist_lib.sparse.minkowski_backend`) do not import
-each other to decide it.
+(:mod:`twist_lib.sparse.torch_backend`, :mod:`twist_lib.sparse.minkowski_backend`,
+:mod:`twist_lib.sparse.spconv_backend`) do not import each other to decide it.
 """
 from __future__ import annotations
 
 import torch
 
-from twist_lib.sparse import minkowski_backend
+from twist_lib.sparse import minkowski_backend, spconv_backend
 
-BACKENDS = ("torch", "minkowski")
+BACKENDS = ("torch", "minkowski", "spconv")
+
+_OPTIONAL = {
+    "minkowski": (minkowski_backend, "MinkowskiEngine", "install MinkowskiEngine 0.5.4"),
+    "spconv": (spconv_backend, "spconv", "pip install spconv-cu126"),
+}
 
 
 def available_backends() -> list[str]:
-    """Names of the backends that can run here: ``["torch"]`` or ``["torch", "minkowski"]``."""
-    return ["torch", "minkowski"] if minkowski_backend.is_available() else ["torch"]
+    """Names of the backends that can run here, ``"torch"`` first (always), then ``"minkowski"``
+    and ``"spconv"`` where they import (asking imports spconv, which takes a few seconds)."""
+    return ["torch"] + [name for name, (module, _, _) in _OPTIONAL.items()
+                        if module.is_available()]
 
 
 def resolve_backend(name: str = "auto") -> str:
-    """Turn ``"auto" | "torch" | "minkowski"`` into a concrete backend name.
+    """Turn ``"auto" | "torch" | "minkowski" | "spconv"`` into a concrete backend name.
 
-    ``"auto"`` picks MinkowskiEngine when it can be imported *and a CUDA device is present*,
-    and the pure-PyTorch backend otherwise. Deviation from the issue ("auto picks MinkowskiEngine
-    when it imports"): on the CPU, MinkowskiEngine 0.5.4 measured 3-13x slower than the torch
-    backend on the same U-Net step (bench/bench_sparse.py), with its transposed-convolution
-    backward slowest of all, so choosing it there would only make every CPU job slower. Ask for
-    ``"minkowski"`` explicitly to use it on the CPU.
+    ``"auto"`` picks the pure-PyTorch backend on the CPU (without importing the optional
+    libraries).  With a CUDA device it picks spconv when it imports, else MinkowskiEngine when it
+    imports, else torch.  The preference of spconv over MinkowskiEngine on CUDA is not yet
+    measured on a GPU here; ``bench/run.py`` (group ``sparse``, ``--device cuda``) measures every
+    available backend side by side.  Deviation from the issue ("auto picks MinkowskiEngine when it
+    imports"): on the CPU, MinkowskiEngine 0.5.4 measured 3-13x slower than the torch backend on
+    the same U-Net step (bench/bench_sparse.py), with its transposed-convolution backward slowest
+    of all, so choosing it there would only make every CPU job slower.  spconv's CPU path was only
+    slightly faster than the torch backend (0.59-0.66 vs 0.70-0.82 s per ``small`` U-Net step at
+    50k voxels, one thread on a loaded machine; :mod:`twist_lib.sparse.spconv_backend`), too small a
+    margin to make an optional dependency (whose import alone takes seconds) the CPU default.  Ask
+    for ``"minkowski"`` or ``"spconv"`` explicitly to use them on the CPU.
     """
     if name == "auto":
-        if "minkowski" in available_backends() and torch.cuda.is_available():
-            return "minkowski"
+        if torch.cuda.is_available():
+            for candidate in ("spconv", "minkowski"):
+                if _OPTIONAL[candidate][0].is_available():
+                    return candidate
         return "torch"
     if name not in BACKENDS:
         raise ValueError(f"twist_lib/sparse/backends.py: unknown sparse backend {name!r}; "
                          f"choose one of 'auto', {', '.join(map(repr, BACKENDS))}")
-    if name == "minkowski" and not minkowski_backend.is_available():
-        raise ImportError("twist_lib/sparse/backends.py: backend 'minkowski' was requested but "
-                          "MinkowskiEngine cannot be imported "
-                          f"({minkowski_backend.IMPORT_ERROR}); install MinkowskiEngine 0.5.4 or "
+    if name in _OPTIONAL and not _OPTIONAL[name][0].is_available():
+        module, library, install = _OPTIONAL[name]
+        raise ImportError(f"twist_lib/sparse/backends.py: backend {name!r} was requested but "
+                          f"{library} cannot be imported ({module.IMPORT_ERROR}); {install} or "
                           "use backend='torch'")
     return name

@@ -1,11 +1,11 @@
 """nn.Modules on :class:`~twist_lib.sparse.tensor.SparseTensor` (SPEC "Backbone and heads").
 
-The modules own their parameters in one layout for both backends, so a state_dict trained with
-one backend loads into the other: convolution weight (K, cin, cout) with the kernel offsets in
+The modules own their parameters in one layout for every backend, so a state_dict trained with
+one backend loads into another: convolution weight (K, cin, cout) with the kernel offsets in
 lexicographic ``(dx, dy, dz)`` order, ``dz`` fastest (``{-1,0,1}^3`` for kernel 3, ``{0,1}^3`` for
 the k2 s2 down / up convolutions); optional bias (cout,).  The backend is a property of the input
 tensor (``x.backend``), not of the module.  BatchNorm, ReLU and :func:`cat` act on the feature
-rows only and are the same for both backends.
+rows only and are the same for every backend.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from twist_lib.sparse import minkowski_backend, torch_backend
+from twist_lib.sparse import minkowski_backend, spconv_backend, torch_backend
 from twist_lib.sparse.kernels import kernel_offsets
 from twist_lib.sparse.tensor import SparseTensor
 
@@ -30,6 +30,12 @@ def _runs_on_minkowski(x: SparseTensor) -> bool:
     the torch backend, which returns the same (empty) result.
     """
     return x.backend == "minkowski" and x.feats.shape[0] > 0
+
+
+def _runs_on_spconv(x: SparseTensor) -> bool:
+    """Whether a convolution of ``x`` goes to spconv (empty inputs go to the torch backend:
+    spconv cannot build a rulebook on an empty grid)."""
+    return x.backend == "spconv" and x.feats.shape[0] > 0
 
 
 class _SparseConvBase(nn.Module):
@@ -74,6 +80,9 @@ class SubMConv3d(_SparseConvBase):
         if _runs_on_minkowski(x):
             feats = minkowski_backend.submanifold_conv(x.feats, self.weight, x.manager, x.stride,
                                                        self.kernel_size)
+        elif _runs_on_spconv(x):
+            feats = spconv_backend.submanifold_conv(x.feats, self.weight, x.manager, x.stride,
+                                                    self.kernel_size)
         else:
             kmap = torch_backend.submanifold_map(x.manager, x.stride, self.kernel_size)
             feats = torch_backend.sparse_conv(x.feats, self.weight, kmap)
@@ -95,6 +104,8 @@ class DownConv3d(_SparseConvBase):
         self._check(x)
         if _runs_on_minkowski(x):
             feats = minkowski_backend.down_conv(x.feats, self.weight, x.manager, x.stride)
+        elif _runs_on_spconv(x):
+            feats = spconv_backend.down_conv(x.feats, self.weight, x.manager, x.stride)
         else:
             kmap = torch_backend.down_map(x.manager, x.stride)
             feats = torch_backend.sparse_conv(x.feats, self.weight, kmap)
@@ -121,6 +132,8 @@ class UpConv3d(_SparseConvBase):
                              f"{target.manager is x.manager})")
         if _runs_on_minkowski(x):
             feats = minkowski_backend.up_conv(x.feats, self.weight, x.manager, target.stride)
+        elif _runs_on_spconv(x):
+            feats = spconv_backend.up_conv(x.feats, self.weight, x.manager, target.stride)
         else:
             kmap = torch_backend.down_map(x.manager, target.stride).transposed()
             feats = torch_backend.sparse_conv(x.feats, self.weight, kmap)

@@ -162,7 +162,8 @@ class SparseTensor:
     stride : int
         Tensor stride (1 for the input voxels; 2, 4, ... after down-sampling).
     backend : str
-        ``"auto"``, ``"torch"`` or ``"minkowski"`` (see :func:`resolve_backend`); selects how the
+        ``"auto"``, ``"torch"``, ``"minkowski"`` or ``"spconv"`` (see
+        :func:`twist_lib.sparse.backends.resolve_backend`); selects how the
         convolutions of :mod:`twist_lib.sparse.layers` run on this tensor and its descendants.
     """
 
