@@ -5,6 +5,7 @@ own pseudo-labelling), the augmentation and label helpers against hand-made scen
 plotting helpers of ``twist_lib.viz_proposals``."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -191,11 +192,13 @@ def test_scene_proposals_of_an_unlabelled_scene_have_no_targets(oracle, data_roo
 
 def test_comparison_agrees_with_the_pipelines_pseudo_labelling(oracle, data_root, tmp_path,
                                                                 one_thread):
-    """The book's TWIST column is what a self-training round writes and scores."""
+    """The book's TWIST column is what a self-training round writes and scores with the paper's
+    module C (the module C page shows it as written: both extensions off)."""
     cfg, phi, psi, meta = oracle
     unl = SceneDataset(data_root, "unlabelled", label_ratio="50")
     comp = pseudo_study.pseudo_label_comparison(phi, psi, unl, cfg, meta)
-    pseudo_label_split(phi, psi, unl, tmp_path / "pseudo", cfg, meta, torch.device("cpu"))
+    paper = dataclasses.replace(cfg, pseudo_background=0.0, pseudo_offset_spread=0.0)
+    pseudo_label_split(phi, psi, unl, tmp_path / "pseudo", paper, meta, torch.device("cpu"))
     round_quality = pseudo_label_quality(tmp_path / "pseudo", unl)
     ours = comp["quality"]["psi"]
     assert comp["scenes"] == len(unl) and len(ours["per_scene"]) == len(unl)
