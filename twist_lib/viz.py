@@ -141,3 +141,38 @@ def show_proposals(xyz, proposal_ids, max_points: int = 50_000, seed: int = 0, t
     idx = subsample(len(xyz), max_points, seed)
     colours = _id_colours(np.asarray(proposal_ids)[idx], -1)
     return _figure([_points(np.asarray(xyz)[idx], colours, point_size=point_size)], title)
+
+
+def switchable(figures: dict, title: str | None = None, control: str = "buttons",
+               label: str = "", height: int = 520, active: int = 0) -> go.Figure:
+    """One plotly figure holding several views, with buttons (or a slider) to switch between
+    them; plotly draws the controls itself, so they work in the static HTML too.
+
+    ``figures`` maps a view's label to a figure (e.g. from :mod:`twist_lib.viz`); the layout of
+    the first one is kept (3-D scene settings) and view number ``active`` is shown first.
+    The book's pages call it as ``book.switchable`` (:mod:`twist_lib.book` re-exports it).
+    """
+    if control not in ("buttons", "slider"):
+        raise ValueError(f"control must be 'buttons' or 'slider', got {control!r}")
+    fig = go.Figure()
+    spans = []
+    for name, view in figures.items():
+        start = len(fig.data)
+        fig.add_traces(list(view.data))
+        spans.append((str(name), start, len(fig.data)))
+    n = len(fig.data)
+    visible = [[a <= i < b for i in range(n)] for _, a, b in spans]
+    for i, trace in enumerate(fig.data):
+        trace.visible = visible[active][i]
+    fig.update_layout(next(iter(figures.values())).layout)
+    steps = [dict(label=name, method="update", args=[{"visible": v}])
+             for (name, _, _), v in zip(spans, visible)]
+    if control == "buttons":
+        fig.update_layout(updatemenus=[dict(type="buttons", direction="right", buttons=steps,
+                                            active=active, x=0, y=1.0, xanchor="left",
+                                            yanchor="bottom")])
+    else:
+        fig.update_layout(sliders=[dict(steps=steps, active=active, currentvalue=dict(prefix=label),
+                                        pad=dict(t=10))])
+    fig.update_layout(title=title, height=height, margin=dict(l=0, r=0, b=0, t=70))
+    return fig
