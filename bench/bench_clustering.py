@@ -2,10 +2,10 @@
 
 A ScanNet-sized scene of 150k points: 40 % wall/floor (ignored classes), the rest shifted object
 points p + o_hat piled up around ~100 object centres (per-object spread 1-4 cm, a few cm more for
-the 15 % of points with poor offsets) with 10 % semantic noise over 18 classes. SPEC parameters:
-r = 0.03 m, min 50 points. Prints the time of the CPU path (NumPy in, scipy components), the
-torch path on the CPU and on CUDA when there is one, and a brute-force O(N^2) BFS on a small
-subset for comparison (also checks that all agree there).
+the 15 % of points with poor offsets) with 10 % semantic noise over 18 classes. PointGroup's
+parameters (book appendix, Module A clustering): r = 0.03 m, min 50 points. Prints the time of the
+CPU path (NumPy in, scipy components), the torch path on the CPU and on CUDA when there is one, and
+a brute-force O(N^2) BFS on a small subset for comparison (also checks that all agree there).
 
 ``--scaling`` instead times module A against point count on uniformly sampled surfaces
 (:func:`surface_patches`: 2 cm mean spacing, 18 classes in 40 cm patches, all foreground,

@@ -1,6 +1,7 @@
 """Benchmark twist_lib.sparse: one training step of a Sparse U-Net on a ScanNet-size voxel set.
 
-The network follows SPEC "Backbone and heads" (PointGroup UBlock): widths m, 2m, ..., L*m,
+The network follows PointGroup's UBlock (the book's appendix, Conventions: "Backbone and heads"):
+widths m, 2m, ..., L*m,
 2 residual blocks (BN-ReLU-SubMConv3x3x3, twice) per level, down = conv k2 s2, up = transposed
 conv k2 s2 + skip concatenation, then a linear semantic head.  The scene is the surface of an
 indoor-like room (floor, three walls, furniture boxes) voxelised at 2 cm.
@@ -35,7 +36,7 @@ from torch import nn
 
 from twist_lib import sparse
 
-VOXEL = 0.02  # metres (SPEC: voxel size 2 cm)
+VOXEL = 0.02  # metres (paper Sec. 5.1: voxel size 2 cm)
 
 
 def _face(origin, u, v):

@@ -1,7 +1,8 @@
 """S3DIS preparation from miniature official raw rooms.
 
-Expected labels are written out by hand from ``official_formats.MINI_S3DIS`` (SPEC.md "Data":
-13 classes, all instance classes; one annotation file = one instance; ids = class index + 1).
+Expected labels are written out by hand from ``official_formats.MINI_S3DIS`` (the book's
+appendix, Conventions: "Data formats": 13 classes, all instance classes; one annotation file =
+one instance; ids = class index + 1).
 """
 import subprocess
 import sys

@@ -1,7 +1,8 @@
 """PLY reading/writing and ScanNet v2 preparation from miniature official raw files.
 
 Expected labels are written out by hand from the miniature's documentation in
-``official_formats.py`` (SPEC.md "Data": 20 classes by nyu40 id, 18 instance classes).
+``official_formats.py`` (the book's appendix, Conventions: "Data formats": 20 classes by nyu40
+id, 18 instance classes).
 """
 import json
 import struct

@@ -14,7 +14,8 @@ TRAIN = [f"scene{i:04d}_00" for i in range(1201)]
 
 def test_nested_prefixes_with_benchmark_sizes():
     splits = make_label_splits(TRAIN, ratios=(20, 1, 10, 5), seed=0)
-    # ScanNet data-efficient benchmark: about 12 / 60 / 120 / 240 of 1201 scenes (SPEC.md)
+    # ScanNet data-efficient benchmark: about 12 / 60 / 120 / 240 of 1201 scenes (paper Sec. 5.1;
+    # the book's appendix, Conventions: "Data formats")
     sizes = {k: len(v) for k, v in splits.items()}
     assert sizes == {"labelled_1": 12, "labelled_5": 60, "labelled_10": 120, "labelled_20": 240}
     order = splits["labelled_20"]

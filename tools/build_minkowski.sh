@@ -2,7 +2,7 @@
 # Build MinkowskiEngine 0.5.4 from its PyPI sdist, CPU-only, against the installed torch.
 #   bash tools/build_minkowski.sh            (what `make minkowski` runs)
 # Needs libopenblas-dev (installed with apt-get when missing and we are root).
-# Fixes applied to the sdist (SPEC.md, "Sparse convolution backends"):
+# Fixes applied to the sdist (see the book's appendix, Conventions: "Sparse convolution backends"):
 #   - `from collections import Sequence` -> `collections.abc` (Python >= 3.10);
 #   - `--blas=openblas` so setup.py never imports numpy.distutils (gone on Python >= 3.12);
 #   - no pip build isolation, so pip never pulls an unpinned (CUDA) torch into a build env.

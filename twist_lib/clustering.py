@@ -1,13 +1,14 @@
-"""Module A: semantic-guided instance proposals (paper Sec. 3 and 4.1; SPEC.md "Module A clustering").
+"""Module A: semantic-guided instance proposals (paper Sec. 3 and 4.1; the book's appendix,
+Conventions: "Module A clustering").
 
 PointGroup's clustering, which TWIST uses unchanged, runs a breadth-first search over the
-foreground points on their *shifted* coordinates ``p + o_hat``: two points are neighbours when
-they have the same predicted class and squared distance ``d^2 < r^2`` (strict), and every BFS
-tree with at least ``min_points`` points becomes an instance proposal (SPEC: ``r = 0.03 m``,
-``min_points = 50``, wall/floor excluded on ScanNet). The trees a BFS finds are exactly the
-connected components of that neighbour graph, so :func:`semantic_bfs` computes the components
-directly, with one of two neighbour searches (below); the grid search never materialises the
-(possibly dense) edge list.
+foreground points on their *shifted* coordinates ``p + o_hat``: two points are neighbours when they
+have the same predicted class and squared distance ``d^2 < r^2`` (strict), and every BFS tree with
+at least ``min_points`` points becomes an instance proposal (PointGroup's values ``r = 0.03 m`` and
+``min_points = 50``, wall/floor excluded on ScanNet; book appendix, Module A). The trees a BFS
+finds are exactly the connected components of that neighbour graph, so :func:`semantic_bfs`
+computes the components directly, with one of two neighbour searches (below); the grid search never
+materialises the (possibly dense) edge list.
 
 The neighbour graph and its components are built by :mod:`twist_lib.neighbour_graph`, which
 documents its two exact searches (a cell grid on any device; scipy's k-d tree for sparse CPU
@@ -47,15 +48,17 @@ def semantic_bfs(points, classes, radius: float, min_points: int, ignore_classes
     Parameters
     ----------
     points : array or tensor, (N, 3) float
-        Shifted coordinates ``p + o_hat`` (SPEC: PointGroup clusters the shifted points).
+        Shifted coordinates ``p + o_hat`` (paper Sec. 3; PointGroup clusters the shifted points).
     classes : array or tensor, (N,) int
         Predicted class per point. Negative classes (``-100``) are never clustered.
     radius : float
-        Neighbour radius ``r``; points are joined when ``d^2 < r^2`` (SPEC: 0.03 m).
+        Neighbour radius ``r``; points are joined when ``d^2 < r^2`` (PointGroup's value,
+        0.03 m; book appendix, Module A).
     min_points : int
-        Smallest cluster kept as a proposal, >= 1 (SPEC: 50).
+        Smallest cluster kept as a proposal, >= 1 (PointGroup's value, 50; book appendix, Module A).
     ignore_classes : iterable of int
-        Classes never clustered, e.g. wall and floor on ScanNet (SPEC: foreground only).
+        Classes never clustered, e.g. wall and floor on ScanNet (only foreground is clustered; book
+        appendix, Module A).
     backend : {"auto", "scipy", "torch"}
         Connected-components solver (module docstring); the grid search always runs on the
         input's device.

@@ -40,8 +40,8 @@ class Config:
                              "independent of `seed`")
     synthetic_size: str = _f("cpu", "synthetic only: cpu (10-30k points/scene) | scannet (100-200k)")
     label_ratio: str = _f("5", "labelled split: percentage of the train list (1, 5, 10, 20)")
-    voxel_size: float = _f(0.02, "voxel edge in metres (2 cm, SPEC)")
-    max_points: int = _f(250000, "training crop: at most this many points per scene (SPEC)")
+    voxel_size: float = _f(0.02, "voxel edge in metres (paper Sec. 5.1: 2 cm)")
+    max_points: int = _f(250000, "training crop: at most this many points per scene (PointGroup)")
     num_workers: int = _f(0, "processes loading and augmenting training batches ahead of the step "
                                "(0 = in the training process; a GPU box wants several)")
     use_xyz_features: bool = _f(False, "append xyz to the rgb input features")
@@ -63,7 +63,7 @@ class Config:
     ckpt_every: int = _f(200, "steps between checkpoints (last.pt, written atomically)")
     val_scenes: int = _f(0, "validate on at most this many val scenes (0 = all)")
     progress: bool = _f(True, "tqdm progress bars")
-    # --- module A clustering and evaluation (SPEC) ---------------------------------------------
+    # --- module A clustering and evaluation (book appendix, Conventions) -----------------------
     cluster_radius: float = _f(0.03, "BFS radius on shifted points p + o_hat, metres (PointGroup)")
     cluster_min_points: int = _f(50, "smallest proposal kept, points (PointGroup)")
     eval_min_region: int = _f(100, "ScanNet benchmark min_region_size, points")
@@ -234,8 +234,8 @@ PROFILES: dict[str, dict] = {
                   label_ratio="20", cluster_min_points=20, eval_min_region=20,
                   rounds=2, steps_per_round=4, psi_init_steps=4, psi_grid=8, psi_width=8,
                   psi_max_proposals=32, psi_gt_proposals=4),
-    # cpu: the synthetic cpu-size scenes have ~6 cm point spacing, so 5 cm voxels (not SPEC's 2 cm,
-    # which leaves most voxels without neighbours) and a clustering radius of 8 cm, above that
+    # cpu: the synthetic cpu-size scenes have ~6 cm point spacing, so 5 cm voxels (not the paper's
+    # 2 cm, which leaves most voxels without neighbours) and a clustering radius of 8 cm, above that
     # spacing; 1500 scenes = 1200 train / 300 val, about ScanNet's 1201 / 312, so 5 % is 60
     # labelled scenes as in the paper; xyz features and no elastic distortion. Measured on this
     # benchmark (1000-step runs, AP50 on 48 val scenes after 500 steps): 0.30 with these

@@ -1,4 +1,5 @@
-"""ScanNet-benchmark instance evaluation of a prediction folder (SPEC.md, "Evaluation")::
+"""ScanNet-benchmark instance evaluation of a prediction folder (the book's appendix, Conventions:
+"The ScanNet benchmark protocol")::
 
     python -m twist_lib.evaluate --gt DATA/gt --pred PRED_DIR [--dataset scannet|s3dis|synthetic]
                                  [--meta DATA/meta.json] [--output results.csv]

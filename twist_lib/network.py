@@ -1,4 +1,5 @@
-"""The network Phi of the supervised baseline (paper Sec. 3, SPEC.md "Backbone and heads").
+"""The network Phi of the supervised baseline (paper Sec. 3; the book's appendix, Conventions:
+"Backbone and heads").
 
 Phi = Sparse U-Net + semantic head + offset head (PointGroup conventions):
 
@@ -10,8 +11,9 @@ Phi = Sparse U-Net + semantic head + offset head (PointGroup conventions):
 
 Two named sizes (:data:`MODEL_SIZES`): ``small`` trains on the CPU synthetic benchmark in minutes;
 ``paper`` is PointGroup's m=32, 7-level, 2-block U-Net for a GPU. (The paper itself uses CSC's
-Res16UNet34C in MinkowskiEngine; we keep the PointGroup U-Net that SPEC.md names, which both our
-sparse backends run with the same weights.)
+Res16UNet34C in MinkowskiEngine, Sec. 5.1; we keep PointGroup's U-Net, which every one of our
+sparse backends runs with the same weights: the book's appendix, Conventions: "Backbone and
+heads".)
 """
 from __future__ import annotations
 

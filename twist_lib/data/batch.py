@@ -8,7 +8,7 @@ N = total points, M = total voxels, B = scenes, C = feature channels (3, or 6 wi
     xyz            float32 (N, 3)  point coordinates in metres, scenes concatenated in order
     rgb            float32 (N, 3)  colour in [-1, 1]
     feats          float32 (N, C)  network input per point: rgb, then (if use_xyz_features)
-                                   xyz minus the scene's mean xyz (SPEC.md: "RGB (+ xyz)")
+                                   xyz minus the scene's mean xyz (book appendix, Backbone)
     semantic       int64   (N,)    class 0..K-1, -100 = ignored
     instance       int64   (N,)    instance id unique across the batch: each scene's ids are
                                    renumbered to 0..I_b-1 (in increasing order of the scene's
@@ -70,7 +70,7 @@ def collate(scenes: list[dict], voxel_size: float = VOXEL_SIZE, use_xyz_features
     scenes : list of scene dicts
         Each with ``xyz``, ``rgb``, ``semantic``, ``instance``, ``name`` and optionally ``offset``.
     voxel_size : float
-        Voxel edge in metres (SPEC.md: 2 cm).
+        Voxel edge in metres (paper Sec. 5.1: 2 cm).
     use_xyz_features : bool
         Append centred xyz to the rgb input features.
     """

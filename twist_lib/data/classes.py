@@ -1,4 +1,5 @@
-"""Class lists of the datasets the package knows (SPEC.md, "Data").
+"""Class lists of the datasets the package knows (paper Sec. 5.1; the book's appendix, Conventions:
+"Data formats").
 
 Every prepared dataset stores its own class list in ``meta.json``; these constants are what the
 preparers write there. The *benchmark id* of a class is the integer the official evaluation
@@ -22,4 +23,4 @@ S3DIS_CLASS_NAMES = (
     "ceiling", "floor", "wall", "beam", "column", "window", "door", "chair", "table", "bookcase",
     "sofa", "board", "clutter",
 )
-S3DIS_INSTANCE_CLASSES = tuple(range(13))  # SPEC.md: all 13 are instance classes
+S3DIS_INSTANCE_CLASSES = tuple(range(13))  # all 13 are instance classes (book appendix, Data)

@@ -7,7 +7,8 @@ Splits (``meta.json`` -> ``splits``, see :mod:`twist_lib.data.io` and :mod:`twis
 * ``"unlabelled"``: the train scenes not in that labelled list. Its items never carry labels:
   ``semantic`` and ``instance`` are all -100 and ``offset`` is zero, whatever is on disk. The
   stored ground truth is only reachable through the explicit :meth:`SceneDataset.ground_truth`,
-  meant for measuring pseudo-label quality (SPEC.md, "Evaluation"), never for training.
+  meant for measuring pseudo-label quality (paper Fig. 4; the book's appendix, Conventions:
+  "Pseudo-label quality"), never for training.
 
 Each item is a scene dict after augmentation plus ``offset`` (N, 3) float32, the offset targets
 computed on the augmented coordinates (:func:`twist_lib.data.transforms.instance_offsets`), and

@@ -1,5 +1,5 @@
 """Labelled / unlabelled partitions of the training set (paper Sec. 5.1, "SSL Training Set
-Partition"; SPEC.md, "Data").
+Partition"; the book's appendix, Conventions: "Data formats").
 
 The ScanNet data-efficient benchmark labels the *first* 1 / 5 / 10 / 20 % of the official train
 list, so the labelled sets are nested prefixes of one ordering. :func:`make_label_splits` builds

@@ -1,9 +1,10 @@
 """Scene augmentations for training the network Phi, and the offset targets computed after them.
 
-SPEC.md, "Training schedule": the paper (Sec. 5.1) uses the standard PointGroup/VoteNet scene
-augmentation — random flip of x, rotation about z, a small scale/jitter matrix, elastic
-distortion, a crop to at most 250k points, and colour noise. Each augmentation here is a small
-callable class ``t(scene, rng) -> scene`` that
+The paper (Sec. 5.1) uses the standard VoteNet scene augmentation; as in PointGroup's code (the
+book's appendix, Conventions: "Training schedule and scene augmentation") that is: random flip of
+x, rotation about z, a small scale/jitter matrix, elastic distortion, a crop to at most 250k
+points, and colour noise. Each augmentation here is a small callable class
+``t(scene, rng) -> scene`` that
 
 * takes a scene dict (:mod:`twist_lib.data.io`) and a :class:`numpy.random.Generator`, draws all
   its randomness from that generator (same generator state -> identical output), and
@@ -40,7 +41,7 @@ from scipy.ndimage import uniform_filter1d
 from .classes import IGNORE_INDEX
 from .voxels import voxel_mean
 
-MAX_POINTS = 250_000  # SPEC.md: crop to <= 250k points
+MAX_POINTS = 250_000  # PointGroup crops to <= 250k points (book appendix, Training schedule)
 COORDINATE_KEYS = ("xyz", "center")  # per-point positions that geometric augmentations move
 
 
@@ -250,7 +251,8 @@ class Compose:
 def default_train_transforms(max_points: int = MAX_POINTS, elastic: bool = True, flip: bool = True,
                              rotate: bool = True, jitter_sigma: float = 0.1,
                              colour_sigma: float = 0.1) -> Compose:
-    """PointGroup's training augmentation, in its order (SPEC.md, "Training schedule").
+    """PointGroup's training augmentation, in its order (paper Sec. 5.1; book appendix, Training
+    schedule and scene augmentation).
 
     jitter matrix -> flip x -> rotation about z -> elastic (fine, then coarse) -> crop to
     ``max_points`` -> colour shift. ``jitter_sigma`` / ``colour_sigma`` = 0 disables those steps.

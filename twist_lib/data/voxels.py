@@ -1,5 +1,5 @@
-"""Voxelisation of a point cloud onto the sparse grid the backbone convolves (SPEC.md, "Backbone
-and heads": voxel size 2 cm, i.e. PointGroup's scale 50).
+"""Voxelisation of a point cloud onto the sparse grid the backbone convolves (paper Sec. 5.1: voxel
+size 2 cm, i.e. PointGroup's scale 50; the book's appendix, Conventions: "Backbone and heads").
 
 Every point falls into the voxel ``floor(xyz / voxel_size)``; the grid is shifted so that the
 smallest occupied index along each axis is 0. Voxels are numbered in lexicographic (x, y, z)
@@ -47,7 +47,7 @@ def voxelize(xyz, voxel_size: float = VOXEL_SIZE):
     xyz : array (N, 3)
         Point coordinates in metres.
     voxel_size : float
-        Edge length of a voxel in metres (default 0.02, SPEC.md).
+        Edge length of a voxel in metres (default 0.02, paper Sec. 5.1).
 
     Returns
     -------

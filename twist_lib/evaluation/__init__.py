@@ -1,5 +1,6 @@
-"""Evaluation (SPEC.md, "Evaluation"): the ScanNet benchmark's instance AP, semantic mIoU / mAcc
-and the quality of pseudo labels (paper Fig. 4).
+"""Evaluation: the ScanNet benchmark's instance AP, semantic mIoU / mAcc and the quality of pseudo
+labels (paper Sec. 5, Table 8, Fig. 4; the book's appendix, Conventions: "The ScanNet benchmark
+protocol" and "Pseudo-label quality").
 
 - :mod:`.class_spec`   :class:`ClassSpec`, which classes are scored and their benchmark ids
 - :mod:`.instance_ap`  the benchmark's matching and AP (``evaluate_semantic_instance.py``)

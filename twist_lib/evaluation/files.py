@@ -1,4 +1,4 @@
-"""The ScanNet benchmark's file formats (SPEC.md, "Evaluation").
+"""The ScanNet benchmark's file formats (the book's appendix, Conventions: "Data formats").
 
 Ground truth: ``GT_DIR/<scene>.txt``, one integer per point, ``benchmark_id * 1000 + instance``
 (written by :func:`twist_lib.data.io.write_gt_txt`).

@@ -1,4 +1,5 @@
-"""Instance AP exactly as the ScanNet benchmark computes it (SPEC.md, "Evaluation").
+"""Instance AP exactly as the ScanNet benchmark computes it (paper Sec. 5, Tables 1-8; the book's
+appendix, Conventions: "The ScanNet benchmark protocol").
 
 This is a re-implementation of the protocol of ScanNet's
 ``BenchmarkScripts/3d_evaluation/evaluate_semantic_instance.py``:

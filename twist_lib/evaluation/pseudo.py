@@ -1,4 +1,5 @@
-"""Quality of pseudo labels against the ground truth (paper Fig. 4; SPEC.md, "Evaluation").
+"""Quality of pseudo labels against the ground truth (paper Fig. 4; the book's appendix,
+Conventions: "Pseudo-label quality").
 
 Conventions: a point has a pseudo label where its pseudo semantic is not ``ignore_index`` (-100);
 module C writes the pseudo semantic and the pseudo offset of the same points (eqs. 6-8), so by

@@ -1,5 +1,5 @@
-"""Semantic segmentation scores from a confusion matrix (SPEC.md, "Evaluation": mIoU and mAcc
-over the classes, ignoring -100)."""
+"""Semantic segmentation scores from a confusion matrix: mIoU and mAcc over the classes, ignoring
+-100 (paper Tables 5 and 8; the book's appendix, Conventions: "The ScanNet benchmark protocol")."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
-"""Official raw datasets -> the package's prepared format (SPEC.md, "Data").
+"""Official raw datasets -> the package's prepared format (the book's appendix, Conventions: "Data
+formats").
 
 - :mod:`twist_lib.prepare.ply`      dependency-free PLY reader / writer
 - :mod:`twist_lib.prepare.scannet`  ScanNet v2 scans + ``scannetv2-labels.combined.tsv``

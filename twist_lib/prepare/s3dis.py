@@ -1,4 +1,4 @@
-"""S3DIS raw rooms -> prepared scenes (SPEC.md, "Data").
+"""S3DIS raw rooms -> prepared scenes (the book's appendix, Conventions: "Data formats").
 
 The raw dataset (``Stanford3dDataset_v1.2_Aligned_Version``) holds one folder per room,
 ``Area_N/<room>/Annotations/<class>_<k>.txt``, one file per object with one point per line::

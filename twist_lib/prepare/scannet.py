@@ -1,4 +1,4 @@
-"""ScanNet v2 raw scans -> prepared scenes (SPEC.md, "Data").
+"""ScanNet v2 raw scans -> prepared scenes (the book's appendix, Conventions: "Data formats").
 
 A raw scene folder ``scans/<name>/`` holds (among other files)::
 

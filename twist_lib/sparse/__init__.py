@@ -1,4 +1,5 @@
-"""Sparse 3D convolution with interchangeable backends (SPEC "Sparse convolution backends").
+"""Sparse 3D convolution with interchangeable backends (the book's appendix, Conventions: "Sparse
+convolution backends").
 
 - ``"torch"``: pure PyTorch (hashed neighbour search, gather-GEMM-scatter), no compilation,
   CPU or CUDA (:mod:`twist_lib.sparse.torch_backend`).

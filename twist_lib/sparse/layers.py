@@ -1,4 +1,5 @@
-"""nn.Modules on :class:`~twist_lib.sparse.tensor.SparseTensor` (SPEC "Backbone and heads").
+"""nn.Modules on :class:`~twist_lib.sparse.tensor.SparseTensor` (the book's appendix, Conventions:
+"Backbone and heads" and "Sparse convolution backends").
 
 The modules own their parameters in one layout for every backend, so a state_dict trained with
 one backend loads into another: convolution weight (K, cin, cout) with the kernel offsets in

@@ -6,10 +6,11 @@ MinkowskiEngine convention): a tensor at stride ``s`` has spatial coordinates th
 ``s``.
 
 Every tensor carries a :class:`CoordinateManager`.  The manager owns the coordinate sets of one
-input at every stride reached by down-sampling (SPEC "Backbone and heads": down = conv k2 s2),
-sorted int64 hash keys for neighbour search, and a cache in which the backends keep their
-neighbour maps, so that the maps of one resolution are built once and shared by every layer that
-runs at that resolution.  Layer outputs and :meth:`SparseTensor.replace_feats` keep the manager.
+input at every stride reached by down-sampling (down = conv k2 s2; the book's appendix,
+Conventions: "Backbone and heads"), sorted int64 hash keys for neighbour search, and a cache in
+which the backends keep their neighbour maps, so that the maps of one resolution are built once
+and shared by every layer that runs at that resolution.  Layer outputs and
+:meth:`SparseTensor.replace_feats` keep the manager.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Pure-PyTorch sparse convolution: hashed neighbour search + gather-GEMM-scatter.
 
-No compilation; every step is a torch op, so it runs on CPU and CUDA alike (SPEC "Sparse
-convolution backends": it matched dense conv3d to 1e-16 in float64 and ran a 5-level U-Net step
-on 167k voxels in about 1 s with 2 CPU threads).
+No compilation; every step is a torch op, so it runs on CPU and CUDA alike. Its prototype matched
+dense conv3d to 1e-16 in float64 and ran a 5-level U-Net step on 167k voxels in about 1 s with 2
+CPU threads (the book's appendix, Conventions: "Sparse convolution backends").
 
 A convolution with kernel offsets ``d_k`` computes, for every output voxel ``u``,
 
@@ -94,7 +94,8 @@ class GatherGemmScatter(torch.autograd.Function):
     """``out[o] += feats[i] @ W[k]`` over the map's pairs; memory-lean backward.
 
     Only ``feats`` and ``weight`` are saved; the gathered rows are recomputed in backward
-    (plain autograd would keep every offset's gathered copy: about 6x the memory, SPEC).
+    (plain autograd would keep every offset's gathered copy: about 6x the memory, as measured in
+    the book's appendix, Conventions: "Sparse convolution backends").
     """
 
     @staticmethod

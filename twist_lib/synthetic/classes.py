@@ -1,4 +1,5 @@
-"""Class list of the synthetic benchmark (SPEC.md, "Data"; benchmark id = semantic index + 1).
+"""Class list of the synthetic benchmark (benchmark id = semantic index + 1; the book's appendix,
+Conventions: "The synthetic benchmark and the profiles").
 
 Like ScanNet, wall and floor are semantic classes without instances; the other eight are
 instance classes. The confusable pairs are deliberate: chair / sofa (seats, backs, fabric),
