@@ -335,3 +335,19 @@ def test_proposals_from_semantic_bfs_output():
 def test_proposals_bad_input_raises(ids, semantic, match):
     with pytest.raises(ValueError, match=match):
         proposals_from_ids(ids, semantic)
+
+
+@pytest.mark.parametrize("search", ["grid", "kdtree"])
+def test_each_neighbour_search_matches_brute_force(search):
+    """Both searches, forced, on the random cases and at exactly d = r (ties not joined)."""
+    for seed in range(40):
+        points, classes, radius, min_points, ignore = random_case(seed)
+        got = run(points, classes, radius, min_points, ignore, backend="scipy", search=search)
+        np.testing.assert_array_equal(got, random_case_expected(seed), err_msg=f"seed {seed}")
+    lattice = np.stack(np.meshgrid(*[np.arange(4) * 0.25] * 3, indexing="ij"), -1).reshape(-1, 3)
+    zeros = np.zeros(len(lattice), dtype=np.int64)
+    np.testing.assert_array_equal(run(lattice, zeros, 0.25, 1, backend="scipy", search=search),
+                                  np.arange(len(lattice)))
+    with pytest.raises(ValueError, match="kdtree"):
+        semantic_bfs(torch.as_tensor(lattice), torch.as_tensor(zeros), 0.25, 1, backend="torch",
+                     search="kdtree")
