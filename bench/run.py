@@ -30,7 +30,6 @@ import argparse
 import csv
 import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -43,18 +42,10 @@ for p in (str(HERE), str(ROOT)):
 
 import torch  # noqa: E402
 
+from bench_self_training import cpu_model  # noqa: E402  (bench/ is on sys.path above)
+
 GROUPS = ("sparse", "module_a", "self_training", "data_loading", "synthetic")
 COLUMNS = ("group", "figure", "value", "unit", "machine")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine(device="cpu") -> str:

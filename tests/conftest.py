@@ -1,4 +1,10 @@
-"""Fixtures shared by the test files: a tiny synthetic dataset and one-thread determinism."""
+"""Fixtures shared by the test files: a tiny synthetic dataset, one-thread determinism and the
+book built once per session."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -24,3 +30,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory):
+    """The book built once per test session, at the smoke profile, with warnings as errors
+    (``tests/test_book.py`` and ``tests/test_book_html.py`` both read it); its ``_build``."""
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("book_build")
+    # one torch thread per kernel: with two threads and a core busy elsewhere, the sparse
+    # convolutions ran up to 20x slower, and this test's time should not depend on the machine
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    proc = subprocess.run([sys.executable, "-m", "twist_lib.book", "build", "--profile", "smoke",
+                           "--out", str(out)], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=1500)
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+    assert proc.returncode == 0, f"jupyter-book build failed (-W):\n{tail}"
+    return out / "_build"

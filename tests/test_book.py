@@ -291,22 +291,6 @@ def test_runner_command_line_on_a_real_page(tmp_path, kernel_env):
 # ----------------------------------------------------------------------------------------------
 # the HTML build and the browser
 # ----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def built_book(tmp_path_factory):
-    """The book built once, at the smoke profile, with warnings as errors."""
-    out = tmp_path_factory.mktemp("book_build")
-    # one torch thread per kernel: with two threads and a core busy elsewhere, the sparse
-    # convolutions ran up to 20x slower, and this test's time should not depend on the machine
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-    proc = subprocess.run([sys.executable, "-m", "twist_lib.book", "build", "--profile", "smoke",
-                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=1500)
-    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-    assert proc.returncode == 0, f"jupyter-book build failed (-W):\n{tail}"
-    return out / "_build"
-
-
 def _figures_in_notebook(path: Path) -> int:
     nb = nbformat.read(path, as_version=4)
     return sum("plotly-graph-div" in "".join(o.get("data", {}).get("text/html", ""))

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -37,26 +36,18 @@ pytestmark = pytest.mark.slow
 
 
 # ----------------------------------------------------------------------------------------------
-# the build, once for this module
+# the build (once per session, or an existing one)
 # ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def html_dir(tmp_path_factory) -> Path:
-    """The book's HTML folder: built once at the smoke profile (as tests/test_book.py builds it),
-    or the folder that $TWIST_BOOK_HTML names."""
+def html_dir(request) -> Path:
+    """The book's HTML folder: the session's smoke build (``built_book`` in tests/conftest.py,
+    shared with tests/test_book.py), or the folder that $TWIST_BOOK_HTML names."""
     given = os.environ.get(HTML_ENV)
     if given:
         path = Path(given).resolve()
         assert (path / "book" / "intro.html").exists(), f"{HTML_ENV}={given}: no built book there"
         return path
-    out = tmp_path_factory.mktemp("book_html_build")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-    proc = subprocess.run([sys.executable, "-m", "twist_lib.book", "build", "--profile", "smoke",
-                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=1500)
-    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-    assert proc.returncode == 0, f"jupyter-book build failed (-W):\n{tail}"
-    return out / "_build" / "html"
+    return request.getfixturevalue("built_book") / "html"
 
 
 def _pages(html_dir: Path) -> list[Path]:
