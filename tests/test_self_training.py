@@ -167,3 +167,27 @@ def test_cli_takes_overrides_on_both_sides_of_an_option(tmp_path):
                            f"run_dir={tmp_path}", "--resume", "learning_rate=0.1"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "unknown config key 'learning_rate'" in proc.stderr
+
+
+def test_init_checkpoint_baseline_trains_the_sup_only_folder_once_then_reuses_it(data_root, tmp_path, monkeypatch,
+                                                                                  one_thread):
+    from twist_lib.self_training import baseline_run_dir
+    cfg = smoke_cfg(data_root, "", rounds=0)
+    base = baseline_run_dir(cfg, root=tmp_path)
+    # named as `python -m twist_lib train` names it, below the root given
+    assert base == tmp_path / "runs" / f"synthetic_smoke_{cfg.label_ratio}pct"
+    final = base / "checkpoints" / "final.pt"
+    assert final.exists() and (base / "metrics.json").exists()
+    assert set(torch.load(final, weights_only=False)["modules"]) == {"phi"}   # Sup-only: no Psi
+    stamp = final.stat().st_mtime_ns
+    assert baseline_run_dir(cfg, root=tmp_path) == base and final.stat().st_mtime_ns == stamp
+    # round 0 of a run started from it: Phi is the baseline's, Psi trained alongside on frozen Phi
+    monkeypatch.chdir(tmp_path)   # the CLI resolves runs/ against the working folder
+    rows = run_twist(smoke_cfg(data_root, tmp_path / "twist", rounds=0, init_checkpoint="baseline"))
+    assert [r["round"] for r in rows] == [0]
+    start = torch.load(final, weights_only=False)["modules"]["phi"]
+    round0 = torch.load(tmp_path / "twist" / "round_0" / "checkpoints" / "final.pt",
+                        weights_only=False)["modules"]
+    assert "psi" in round0
+    for key, value in start.items():
+        assert torch.equal(round0["phi"][key], value), key

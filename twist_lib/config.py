@@ -75,7 +75,9 @@ class Config:
                          "(0 = lr; the paper restarts at 0.1 for 10k steps)")
     unlabelled_batch_size: int = _f(0, "unlabelled scenes per step (0 = batch_size; paper: 4)")
     init_checkpoint: str = _f("", "round 0 from this Sup-only checkpoint or run folder instead of "
-                              "training it (also how 'TWIST + CSC' starts)")
+                              "training it (also how 'TWIST + CSC' starts); 'baseline': the run "
+                              "folder `train` writes for this dataset, profile and ratio, "
+                              "trained first if missing")
     psi_init_steps: int = _f(500, "steps training Psi on the frozen Phi of an init_checkpoint "
                              "that has no Psi")
     pseudo_batch_size: int = _f(4, "unlabelled scenes per forward pass while pseudo-labelling")

@@ -67,7 +67,7 @@ def pipeline_config(profile: str = "", config_file: str = "", **params) -> Confi
     cfg = notebook_config(profile, **values)
     if not values.get("run_dir"):
         cfg.run_dir = str(root / dataclasses.replace(cfg, run_dir="").resolved_run_dir("twist"))
-    if cfg.init_checkpoint and not Path(cfg.init_checkpoint).is_absolute():
+    if cfg.init_checkpoint and cfg.init_checkpoint != "baseline" and not Path(cfg.init_checkpoint).is_absolute():
         cfg.init_checkpoint = str(root / cfg.init_checkpoint)
     return cfg.validate()
 
@@ -95,11 +95,16 @@ def run_pipeline(cfg: Config, resume="auto") -> list[dict]:
     """Train TWIST for ``cfg`` (round 0 and ``cfg.rounds`` rounds) with
     :func:`twist_lib.self_training.run_twist`, or finish or extend the run in its folder.
 
+    ``init_checkpoint="baseline"`` takes round 0 from the Sup-only run folder that ``make train``
+    writes (:func:`twist_lib.self_training.baseline_run_dir`), training it first if needed.
     ``resume="auto"`` resumes when the run folder already holds a run, else starts one. A run
     folder started with other settings (:func:`config_changes`) is an error naming them: mixing
     two configs in one run gives numbers nobody can read. Returns the rows of ``rounds.csv``
     (:func:`twist_lib.runs.read_rounds`)."""
-    from .self_training import run_twist
+    from .book import repo_root
+    from .self_training import BASELINE, baseline_run_dir, run_twist
+    if cfg.init_checkpoint == BASELINE:   # `make train`'s run folder at the repository root
+        cfg = dataclasses.replace(cfg, init_checkpoint=str(baseline_run_dir(cfg, repo_root())))
     run = Path(cfg.resolved_run_dir("twist"))
     exists = (run / "config.yaml").is_file()
     if resume == "auto":

@@ -4,7 +4,9 @@ Round 0 (step i, "initialisation"): Phi is trained on the labelled scenes with e
 alongside it with eq. (5) on the proposals module A forms on those scenes (Sup-only + Psi). Or
 round 0 is taken from an existing Sup-only checkpoint (``init_checkpoint``; also how "TWIST +
 CSC" starts); Psi is then trained on the frozen Phi for ``psi_init_steps`` steps if the
-checkpoint has none.
+checkpoint has none. ``init_checkpoint=baseline`` names the Sup-only run folder that
+``python -m twist_lib train`` writes for the same dataset, profile and ratio
+(:func:`baseline_run_dir`), trained first if it holds no final checkpoint.
 
 Round t >= 1:
 
@@ -37,6 +39,7 @@ validates and writes the run folder, while the others wait.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import time
@@ -263,12 +266,27 @@ def run_round(cfg: Config, run: Path, t: int) -> dict:
     return row
 
 
+BASELINE = "baseline"
+
+
+def baseline_run_dir(cfg: Config, root=".") -> Path:
+    """``init_checkpoint=baseline``: the Sup-only run folder of ``cfg``'s dataset, profile and
+    label ratio as ``python -m twist_lib train`` names it (``runs/<dataset>_<profile>_<ratio>pct``
+    below ``root``), trained there first (:func:`twist_lib.trainer.train`, resumable) when it
+    holds no ``checkpoints/final.pt``. The book's pages and ``make main`` share this baseline."""
+    from .trainer import train
+    run = Path(root) / dataclasses.replace(cfg, run_dir="").resolved_run_dir()
+    if not (run / "checkpoints" / "final.pt").exists():
+        train(dataclasses.replace(cfg, run_dir=str(run), init_checkpoint=""), resume="auto")
+    return run
+
+
 def _round_zero(cfg: Config, rdir: Path) -> None:
     with _timed(rdir, "train_s"):
         if not cfg.init_checkpoint:
             RoundTrainer(cfg, 0, rdir, resume="auto").fit()
             return
-        init = Path(cfg.init_checkpoint)
+        init = baseline_run_dir(cfg) if cfg.init_checkpoint == BASELINE else Path(cfg.init_checkpoint)
         init = init / "checkpoints" / "final.pt" if init.is_dir() else init
         if not init.exists():
             raise FileNotFoundError(f"{init}: init_checkpoint not found")
