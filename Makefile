@@ -12,6 +12,11 @@ endif
 export PATH := $(dir $(PY)):$(PATH)
 export PYTHONUNBUFFERED=1
 
+# Targets that run Python set the environment up first when its interpreter is missing.
+$(PY):
+	PYTHON='$(PYTHON)' VENV='$(VENV)' bash tools/setup.sh
+data train twist book run-notebooks bench test-fast: | $(PY)
+
 .PHONY: help setup minkowski test test-fast data train twist main book run-notebooks bench clean
 
 help:
