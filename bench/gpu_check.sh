@@ -49,9 +49,13 @@ for log in sorted(Path(sys.argv[1]).glob("round_*/log.csv")):
     if len(rows) >= 2:
         t = [float(r["time_s"]) for r in rows]
         steps = [int(r["step"]) for r in rows]
+        mem = max(float(r.get("gpu_mem_gib") or 0) for r in rows)
         print(f"{log.parent.name}: {(t[-1] - t[0]) / (steps[-1] - steps[0]):.3f} s per step "
-              f"(steps {steps[0]}-{steps[-1]})")
+              f"(steps {steps[0]}-{steps[-1]}), peak GPU memory {mem:.1f} GiB")
 EOF
+
+# 3b. host syncs per stage (device-independent counts) and the CPU memory estimate's inputs
+timeout 120 $PY bench/host_syncs.py 2>&1 | tee "$OUT/host_syncs.txt" | tail -8
 
 # 4. two ranks with torchrun when there are two GPUs
 if [ "$($PY -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then

@@ -328,6 +328,8 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                 row = {"step": self.step, "time_s": round(time.time() - t0, 2),
                        "lr": self.optimizer.param_groups[0]["lr"], **losses}
+                if self.device.type == "cuda":   # the peak so far, this rank's GPU
+                    row["gpu_mem_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
             if cfg.val_every and self.step % cfg.val_every == 0 and self.step < self.total_steps:
                 metrics = self._validate_on_main()
                 for m in self.models.values():
