@@ -5,6 +5,8 @@ References are independent of the code under test: hand-made scenes with known p
 per-proposal loop for the mixed-class count, and :func:`evaluate_instances` /
 :func:`semantic_scores` for the benchmark.
 """
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -246,3 +248,158 @@ def test_evaluate_predictions_equals_evaluate_model(data_root):
              for p in preds]
     again = evaluate_predictions(again, scenes, spec, cfg.eval_min_region)
     assert again["AP"] == pytest.approx(result["AP"])
+
+
+# ------------------------------------------- module A's step 1 and k-d tree components (CPU)
+# Step 1 of CPU input runs in NumPy (keys, and a radix sort below _NUMPY_SORT_MAX keys), other
+# devices in torch; both implementations are checked here against scalar Python / NumPy
+# references on the CPU, and the k-d tree search's components against a union-find.
+
+from twist_lib import neighbour_graph as ng  # noqa: E402
+from twist_lib.clustering import semantic_bfs  # noqa: E402
+
+
+def reference_cell_keys(points, classes, radius):
+    """Step 1's keys, one point at a time in Python floats and ints."""
+    side = radius / math.sqrt(3.0) * ng._CELL_SHRINK
+    cells = [[math.floor(v / side) for v in p] for p in points.tolist()]
+    low = [min(c[a] for c in cells) for a in range(3)]
+    dims = [max(c[a] for c in cells) - low[a] + 3 for a in range(3)]
+    keys = []
+    for cell, k in zip(cells, classes.tolist()):
+        key = k - int(classes.min())
+        for a in range(3):
+            key = key * dims[a] + cell[a] - low[a]
+        keys.append(key)
+    return dims, keys
+
+
+def step1_implementations():
+    """``name -> f(xyz, cls, radius)`` for the NumPy and the torch keys (tensors in and out)."""
+    def numpy_keys(xyz, cls, radius):
+        return ng._cell_keys_numpy(xyz.numpy(), cls.numpy(), side(radius), radius)
+
+    def torch_keys(xyz, cls, radius):
+        return ng._cell_keys_torch(xyz, cls, side(radius), radius)
+
+    def side(radius):
+        return radius / math.sqrt(3.0) * ng._CELL_SHRINK
+    return {"numpy": numpy_keys, "torch": torch_keys}
+
+
+@pytest.mark.parametrize("impl", ["numpy", "torch"])
+def test_cell_keys_match_a_python_reference(impl):
+    keys_of = step1_implementations()[impl]
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        n = int(rng.integers(1, 300))
+        radius = float(rng.choice([0.03, 0.05, 1 / 16]))
+        points = rng.uniform(-1, 1, (n, 3)) * rng.choice([0.01, 0.3, 3.0]) + rng.uniform(-5, 5, 3)
+        if trial % 4 == 0:
+            points = np.round(points * 64) / 64          # exact multiples: cell boundaries
+        classes = rng.choice([3, 7, 8, 100], n)
+        dims, keys = keys_of(torch.from_numpy(points), torch.from_numpy(classes), radius)
+        ref_dims, ref_keys = reference_cell_keys(points, classes, radius)
+        assert dims == ref_dims, trial
+        assert keys.dtype == torch.int64 and keys.tolist() == ref_keys, trial
+
+
+@pytest.mark.parametrize("impl", ["numpy", "torch"])
+def test_cell_keys_errors(impl):
+    keys_of = step1_implementations()[impl]
+    side = 0.03 / math.sqrt(3.0) * ng._CELL_SHRINK
+    cls = torch.zeros(2, dtype=torch.int64)
+    far = torch.tensor([[1e9, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"coordinates up to 1e\+09 are too large for radius 0.03"):
+        keys_of(far, cls, 0.03)
+    wide = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], dtype=torch.float64) * 2e6 * side
+    with pytest.raises(ValueError, match="too large for 64-bit keys"):
+        keys_of(wide, cls, 0.03)
+    with pytest.raises(ValueError, match="too large for 64-bit keys"):   # the CPU path
+        semantic_bfs(wide.numpy(), cls.numpy(), 0.03, 1)
+
+
+@pytest.mark.parametrize("branch", ["numpy radix sort", "torch sort"])
+def test_cells_match_a_stable_argsort(branch, monkeypatch):
+    if branch == "torch sort":
+        monkeypatch.setattr(ng, "_NUMPY_SORT_MAX", 0)
+    rng = np.random.default_rng(4)
+    for top in (1, 5, 17, 33, 62):                     # one to four 16-bit digits
+        for n in (1, 2, 50, 3000):
+            key = rng.integers(0, 1 << top, n, dtype=np.int64)
+            key[rng.random(n) < 0.3] = key[0]          # many ties
+            order, starts, counts, keys, strides = ng._cells([4, 5, 6], torch.from_numpy(key))
+            ref = np.argsort(key, kind="stable")
+            uniq, first, size = np.unique(key[ref], return_index=True, return_counts=True)
+            np.testing.assert_array_equal(order.numpy(), ref)
+            np.testing.assert_array_equal(starts.numpy(), first)
+            np.testing.assert_array_equal(counts.numpy(), size)
+            np.testing.assert_array_equal(keys.numpy(), uniq)
+            assert strides == (30, 6) and order.dtype == counts.dtype == torch.int64
+
+
+def union_find_partition(n, edges):
+    """Component of each node by a plain union-find, renumbered by first occurrence."""
+    parent = list(range(n))
+
+    def root(a):
+        while parent[a] != a:
+            a = parent[a]
+        return a
+    for a, b in edges:
+        parent[root(a)] = root(b)
+    return first_occurrence([root(a) for a in range(n)])
+
+
+def first_occurrence(labels):
+    seen = {}
+    return [seen.setdefault(x, len(seen)) for x in np.asarray(labels).tolist()]
+
+
+def test_pair_components_match_a_union_find():
+    rng = np.random.default_rng(5)
+    for trial in range(30):
+        n = int(rng.integers(1, 200))
+        m = int(rng.integers(0, 2 * n))
+        pairs = {tuple(sorted(rng.integers(0, n, 2))) for _ in range(m)}
+        pairs = sorted((a, b) for a, b in pairs if a != b)
+        rng.shuffle(pairs)                              # unsorted rows, as the tree gives them
+        i = np.array([a for a, _ in pairs], dtype=np.intp)
+        j = np.array([b for _, b in pairs], dtype=np.intp)
+        got = ng._pair_components(n, i, j)
+        assert first_occurrence(got) == union_find_partition(n, pairs), trial
+
+
+def dense_reference(points, classes, radius, min_points):
+    """All-pairs d^2 < r^2 (float64, same class), components by union-find, then the size
+    filter and ids numbered by smallest point index."""
+    p = points.astype(np.float64)
+    d = p[:, None, :] - p[None, :, :]
+    near = (d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1] + d[..., 2] * d[..., 2] < radius ** 2)
+    near &= classes[:, None] == classes[None, :]
+    comp = np.array(union_find_partition(len(p), zip(*np.nonzero(np.triu(near, 1)))))
+    ids, kept = np.full(len(p), -1), [c for c in dict.fromkeys(comp.tolist())
+                                      if (comp == c).sum() >= min_points]
+    for new, c in enumerate(kept):
+        ids[comp == c] = new
+    return ids
+
+
+@pytest.mark.parametrize("impl", ["numpy", "torch"])
+@pytest.mark.parametrize("search", ["grid", "kdtree"])
+def test_semantic_bfs_with_each_step1_matches_a_dense_reference(impl, search, monkeypatch):
+    """The whole CPU pipeline with step 1 in NumPy or (as on a GPU) in torch with torch's sort."""
+    if impl == "torch":
+        monkeypatch.setattr(ng, "_cell_keys_numpy", lambda xyz, cls, side, radius:
+                            ng._cell_keys_torch(torch.from_numpy(xyz), torch.from_numpy(cls),
+                                                side, radius))
+        monkeypatch.setattr(ng, "_NUMPY_SORT_MAX", 0)
+    rng = np.random.default_rng(6)
+    for trial in range(6):
+        n = int(rng.integers(50, 600))
+        points = np.c_[rng.uniform(0, 0.4, (n, 2)), rng.uniform(-0.002, 0.002, n)]
+        if trial % 2:
+            points = np.round(points * 64) / 64        # many pairs at exactly d = r
+        classes = rng.integers(0, 3, n)
+        got = semantic_bfs(points, classes, 1 / 32, 3, search=search)
+        np.testing.assert_array_equal(got, dense_reference(points, classes, 1 / 32, 3), trial)

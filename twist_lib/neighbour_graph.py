@@ -57,7 +57,9 @@ ball query works in float32 and caps neighbours at 1000; here the rule is applie
 Backends
 --------
 Steps 1-3 of the grid search are torch operations and run on the device of the input (NumPy
-input runs on the CPU). The connected components (steps 3-4) are computed by
+input runs on the CPU), except step 1's keys and sort of CPU input, computed in NumPy (the same
+IEEE operations, so the same keys; a radix sort below ``_NUMPY_SORT_MAX`` keys): there they cost
+half or less (``bench/NOTES.md``, change 3). The connected components (steps 3-4) are computed by
 
 - ``"scipy"``: :func:`scipy.sparse.csgraph.connected_components` (CPU);
 - ``"torch"``: min-label hooking with pointer jumping (``scatter_reduce`` ``amin`` iterated to
@@ -84,6 +86,9 @@ _KDTREE_RADIUS_PAD = 1.0 + 1e-6  # the k-d tree query radius: a superset of the 
 _KDTREE_LEAFSIZE = 16
 _CELL_SHRINK = 1.0 - 1e-7   # cell side = r / sqrt(3) * _CELL_SHRINK (see above)
 _MAX_CELL_INDEX = 1 << 22   # |p| / s above this would let float rounding break step 1's margin
+# CPU keys below this count are radix-sorted in NumPy (:func:`_sort_cells_numpy`), more by torch:
+# measured crossover ~120k keys (10k: 0.08 vs 0.41 ms; 250k: 6.5 vs 3.7 ms).
+_NUMPY_SORT_MAX = 1 << 17
 # (dx, dy) of the positive half of the 5x5 neighbourhood; (0, 0) covers dz = 1, 2 only.
 _HALF_XY = tuple((dx, dy) for dx in range(3) for dy in range(-2, 3) if dx > 0 or dy >= 0)
 
@@ -114,25 +119,61 @@ def _cell_keys(xyz, cls, radius):
 
     Returns ``(dims, key)``: the grid's size per axis (cells shifted to start at 0, plus two
     empty layers) and the (N,) int64 keys. Raises step 1's errors (coordinates or grid too
-    large for the radius) whichever search then runs, so both accept the same inputs.
+    large for the radius) whichever search then runs, so both accept the same inputs. CPU
+    input is computed in NumPy, other devices in torch (same operations, same keys).
     """
     side = radius / math.sqrt(3.0) * _CELL_SHRINK
+    if xyz.device.type == "cpu":
+        return _cell_keys_numpy(xyz.numpy(), cls.numpy(), side, radius)
+    return _cell_keys_torch(xyz, cls, side, radius)
+
+
+def _cell_keys_torch(xyz, cls, side, radius):
+    """:func:`_cell_keys` in torch operations (any device)."""
     cell = torch.floor(xyz / side)
     low, high = torch.aminmax(cell, dim=0)
-    if max(-float(low.min()), float(high.max())) > _MAX_CELL_INDEX:   # max |cell index|
-        raise ValueError(f"semantic_bfs: coordinates up to {float(xyz.abs().max()):.3g} are too "
-                         f"large for radius {radius:g} (|p| / r must stay below "
-                         f"{_MAX_CELL_INDEX / math.sqrt(3):.3g}); recentre the points")
+    _check_cell_range(low.tolist(), high.tolist(), xyz, radius)
     cell = (cell - low).to(torch.int64)        # exact: integers far below 2^53
     # Two empty layers on top of every axis: a key plus an offset in [-2, 2]^3 that borrows
     # from (or carries into) the next digit lands in an empty layer, never on another cell.
     dims = [int(d) + 3 for d in (high - low).tolist()]
     cls = cls - cls.min()
-    if (int(cls.max()) + 1) * dims[0] * dims[1] * dims[2] >= 1 << 62:
-        raise ValueError(f"semantic_bfs: the grid of {dims} cells of radius {radius:g} is too "
-                         "large for 64-bit keys; the points span too wide a region")
+    _check_grid_size(int(cls.max()) + 1, dims, radius)
     key = ((cls * dims[0] + cell[:, 0]) * dims[1] + cell[:, 1]) * dims[2] + cell[:, 2]
     return dims, key
+
+
+def _cell_keys_numpy(xyz, cls, side, radius):
+    """:func:`_cell_keys` in NumPy for CPU input (axes as contiguous rows); returns a tensor."""
+    cell = np.divide(xyz.T, side, order="C")   # (3, N)
+    np.floor(cell, out=cell)
+    low, high = cell.min(1), cell.max(1)
+    _check_cell_range(low.tolist(), high.tolist(), xyz, radius)
+    dims = [int(d) + 3 for d in (high - low).tolist()]   # two empty layers, as in torch
+    cell -= low[:, None]
+    cell = cell.astype(np.int64)               # exact: integers far below 2^53
+    key = cls - cls.min()
+    _check_grid_size(int(key.max()) + 1, dims, radius)
+    for axis in range(3):
+        key *= dims[axis]
+        key += cell[axis]
+    return dims, torch.from_numpy(key)
+
+
+def _check_cell_range(low, high, xyz, radius):
+    """Step 1's error for cell indices (``low``, ``high``: per-axis lists) beyond
+    ``_MAX_CELL_INDEX``, where float rounding could break the cell margin."""
+    if max(-min(low), max(high)) > _MAX_CELL_INDEX:   # max |cell index|
+        raise ValueError(f"semantic_bfs: coordinates up to {float(abs(xyz).max()):.3g} are too "
+                         f"large for radius {radius:g} (|p| / r must stay below "
+                         f"{_MAX_CELL_INDEX / math.sqrt(3):.3g}); recentre the points")
+
+
+def _check_grid_size(n_classes, dims, radius):
+    """Step 1's error for a (class, cell) grid too large for 64-bit keys."""
+    if n_classes * dims[0] * dims[1] * dims[2] >= 1 << 62:
+        raise ValueError(f"semantic_bfs: the grid of {dims} cells of radius {radius:g} is too "
+                         "large for 64-bit keys; the points span too wide a region")
 
 
 def _mean_cell_mates(counts) -> float:
@@ -143,14 +184,29 @@ def _mean_cell_mates(counts) -> float:
 def _cells(dims, key):
     """Sort points by (class, cell) key.
 
-    Returns the sorting permutation, each cell's first sorted position and size, the sorted
-    unique keys and the key strides of x and y (z has stride 1).
+    Returns the sorting permutation (stable: ties in point order), each cell's first sorted
+    position and size, the sorted unique keys and the key strides of x and y (z has stride 1).
     """
     strides = (dims[1] * dims[2], dims[2])
+    if key.device.type == "cpu" and 0 < len(key) < _NUMPY_SORT_MAX:
+        return (*_sort_cells_numpy(key.numpy()), strides)
     key, order = torch.sort(key, stable=True)
     keys, counts = torch.unique_consecutive(key, return_counts=True)
     starts = torch.cumsum(counts, 0) - counts
     return order, starts, counts, keys, strides
+
+
+def _sort_cells_numpy(key):
+    """:func:`_cells` for smaller CPU input: a least-significant-digit radix sort of the
+    (non-negative) keys, one stable NumPy sort of 16-bit digits (itself a radix sort) per pass."""
+    order = np.arange(len(key))
+    for shift in range(0, int(key.max()).bit_length(), 16):
+        digit = (np.take(key, order) >> shift).astype(np.uint16)     # the low 16 bits
+        order = np.take(order, np.argsort(digit, kind="stable"))
+    key = np.take(key, order)
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    counts = np.diff(starts, append=len(key))
+    return tuple(torch.from_numpy(a) for a in (order, starts, counts, key[starts]))
 
 
 def _candidate_cell_pairs(keys, strides):
@@ -296,32 +352,45 @@ def _components_torch(n, u, v):
 
 def _component_per_point_kdtree(xyz, cls, order, radius, r2):
     """k-d tree search (CPU): component label of every point of the same-class ``d^2 < r^2``
-    graph. The tree's pairs within ``radius * _KDTREE_RADIUS_PAD`` are a superset of the edges;
-    each is kept when ``dx*dx + dy*dy + dz*dz < r2`` in float64, the test of the grid search
-    (:func:`_squared_norm`), so both searches give the same graph. The points are visited in
-    ``order`` (sorted by class, then cell: :func:`_cells`), so that each class is one slice with
-    its own tree (no cross-class pairs) and for memory locality."""
-    p = xyz[order].numpy()
-    c = cls[order].numpy()
-    n = len(p)
-    # one tree per class: the keys sort the points by class first, so each is a slice
-    bounds = np.concatenate([[0], np.flatnonzero(c[1:] != c[:-1]) + 1, [n]])
-    pairs = [np.zeros((0, 2), dtype=np.intp)]
-    for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+    graph. The points are visited in ``order`` (sorted by class, then cell: :func:`_cells`), so
+    that each class is one slice with its own tree (no cross-class pairs) and for memory
+    locality; each slice's edges come from :func:`_class_edges`."""
+    o = order.numpy()
+    p = np.take(xyz.numpy(), o, axis=0)
+    c = np.take(cls.numpy(), o)
+    bounds = np.concatenate([[0], np.flatnonzero(c[1:] != c[:-1]) + 1, [len(p)]]).tolist()
+    edges = [(np.zeros(0, dtype=np.intp),) * 2]
+    for start, stop in zip(bounds[:-1], bounds[1:]):
         if stop - start > 1:
-            tree = cKDTree(p[start:stop], leafsize=_KDTREE_LEAFSIZE, balanced_tree=False,
-                           compact_nodes=False)
-            pairs.append(tree.query_pairs(radius * _KDTREE_RADIUS_PAD, output_type="ndarray")
-                         + start)
-    pairs = np.concatenate(pairs)
+            edges.append(tuple(e + start for e in _class_edges(p[start:stop], radius, r2)))
+    labels = np.empty(len(p), dtype=np.int64)
+    labels[o] = _pair_components(len(p), *(np.concatenate(e) for e in zip(*edges)))
+    return torch.from_numpy(labels)
+
+
+def _class_edges(p, radius, r2):
+    """Edges ``(i, j)``, ``i < j``, each once, among the points ``p`` of one class. The tree's
+    pairs within ``radius * _KDTREE_RADIUS_PAD`` are a superset of the edges; each is kept when
+    ``dx*dx + dy*dy + dz*dz < r2`` in float64, the test of the grid search
+    (:func:`_squared_norm`), so both searches give the same graph. (Filtering per class keeps
+    the temporaries small: reused heap memory, not fresh pages; ``bench/NOTES.md``, change 3.)"""
+    tree = cKDTree(p, leafsize=_KDTREE_LEAFSIZE, balanced_tree=False, compact_nodes=False)
+    pairs = tree.query_pairs(radius * _KDTREE_RADIUS_PAD, output_type="ndarray")
     i, j = pairs[:, 0], pairs[:, 1]
     d = np.take(p, i, axis=0)
     d -= np.take(p, j, axis=0)
     d *= d
     near = (d[:, 0] + d[:, 1]) + d[:, 2] < r2
-    graph = coo_matrix((np.ones(int(near.sum()), dtype=np.int8), (i[near], j[near])),
-                       shape=(n, n))
-    labels = torch.empty_like(order)
-    labels[order] = torch.from_numpy(connected_components(graph, directed=False)[1]
-                                     .astype(np.int64))
-    return labels
+    return i[near], j[near]
+
+
+def _pair_components(n, i, j):
+    """Connected-component label (int32) of each of ``n`` nodes joined by the distinct
+    undirected edges ``(i, j)`` (scipy's solver).
+
+    Float64 weights spare the solver's input check a second, deduplicating conversion. (Flagging
+    the COO matrix ``has_canonical_format`` would save another ~0.5 ms at 10k points, but the flag
+    also claims sorted coordinates, which is untrue here; we do not lie to scipy; ``bench/NOTES.md``,
+    change 3.)"""
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
