@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED=1
 # Targets that run Python set the environment up first when its interpreter is missing.
 $(PY):
 	PYTHON='$(PYTHON)' VENV='$(VENV)' bash tools/setup.sh
-data train twist book run-notebooks bench test-fast: | $(PY)
+data train twist book run-notebooks bench test-fast minkowski: | $(PY)
 
 .PHONY: help setup minkowski test test-fast data train twist main book run-notebooks bench clean
 
@@ -25,8 +25,8 @@ help:
 setup:  ## install torch (CPU, pinned) if missing, the requirements, twist_lib (editable), the kernel
 	PYTHON='$(PYTHON)' VENV='$(VENV)' bash tools/setup.sh
 
-minkowski:  ## build MinkowskiEngine 0.5.4 CPU-only from its sdist and prove it with a convolution
-	PYTHON='$(PY)' bash tools/build_minkowski.sh
+minkowski:  ## build MinkowskiEngine 0.5.4 from its sdist (CPU-only; CUDA=1: with CUDA) and prove it with a convolution
+	PYTHON='$(PY)' CUDA='$(CUDA)' bash tools/build_minkowski.sh
 
 test: setup  ## the test suite (what .ci/run runs): package tests, the notebooks under nbval, the book build
 	bash tools/install_chromium.sh
