@@ -11,10 +11,11 @@ $(error no Python interpreter: set PYTHON=/path/to/python3)
 endif
 export PATH := $(dir $(PY)):$(PATH)
 export PYTHONUNBUFFERED=1
+SETUP = PYTHON='$(PYTHON)' VENV='$(VENV)' bash tools/setup.sh
 
 # Targets that run Python set the environment up first when its interpreter is missing.
 $(PY):
-	PYTHON='$(PYTHON)' VENV='$(VENV)' bash tools/setup.sh
+	$(SETUP)
 data train twist book run-notebooks bench test-fast minkowski: | $(PY)
 
 .PHONY: help setup minkowski test test-fast data train twist main book run-notebooks bench clean
@@ -23,7 +24,7 @@ help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 setup:  ## install torch (CPU, pinned) if missing, the requirements, twist_lib (editable), the kernel
-	PYTHON='$(PYTHON)' VENV='$(VENV)' bash tools/setup.sh
+	$(SETUP)
 
 minkowski:  ## build MinkowskiEngine 0.5.4 from its sdist (CPU-only; CUDA=1: with CUDA) and prove it with a convolution
 	PYTHON='$(PY)' CUDA='$(CUDA)' bash tools/build_minkowski.sh

@@ -8,7 +8,7 @@ This script counts those calls with a ``TorchFunctionMode`` while it runs the st
 self-training step: Phi (forward, eqs. 3-4, backward), module A with Psi's training samples,
 Psi (features, augmentations, eq. 5, backward) and module C (a batch's pseudo labels, eqs. 6-8).
 The calls a code path makes do not depend on the device, so a CPU run audits the CUDA path, with
-module A forced onto its torch solver and grid search (what ``auto`` picks on CUDA).
+module A forced onto its torch solver, grid search and torch step 1 (as on CUDA).
 
 The rule it checks: a stage makes the same number of host syncs on a batch with few objects as
 on one with many (per scene and per layer is fine; per point or per proposal is not). Module A
@@ -23,19 +23,19 @@ generated if missing.) ``tests/test_host_syncs.py`` runs the same audit on the t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import sys
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from twist_lib import inference  # noqa: E402
+from twist_lib import inference, neighbour_graph  # noqa: E402
 from twist_lib.clustering import semantic_bfs  # noqa: E402
 from twist_lib.config import Config  # noqa: E402
 from twist_lib.data.batch import collate  # noqa: E402
@@ -93,13 +93,16 @@ def _to_host(args, kwargs) -> bool:
 
 @contextmanager
 def cuda_choices():
-    """Module A as it runs on CUDA: the torch solver and the grid search (``auto`` on a GPU)."""
+    """Module A as it runs on CUDA: the torch solver and the grid search (``auto`` on a GPU),
+    with step 1 in torch (on the CPU it runs in NumPy)."""
     real = inference.semantic_bfs
     inference.semantic_bfs = functools.partial(semantic_bfs, backend="torch", search="grid")
+    neighbour_graph._NUMPY_ON_CPU = False
     try:
         yield
     finally:
         inference.semantic_bfs = real
+        neighbour_graph._NUMPY_ON_CPU = True
 
 
 def oracle_outputs(batch: dict, features: torch.Tensor, num_classes: int) -> dict:
@@ -140,15 +143,11 @@ def count_stages(cfg: Config, batch: dict, phi, psi, meta: dict) -> dict:
 
 def batches_by_objects(dataset: SceneDataset, cfg: Config, scenes: int = 2):
     """Two batches of ``scenes`` scenes: the ones with the fewest and the most objects."""
-    sizes = []
-    for i in range(len(dataset)):
-        inst = dataset[i]["instance"]
-        sizes.append((len(set(inst[inst >= 0].tolist())), i))
-    sizes.sort()
-    pick = {"few": [i for _, i in sizes[:scenes]], "many": [i for _, i in sizes[-scenes:]]}
+    loaded = [dataset[i] for i in range(len(dataset))]
+    loaded.sort(key=lambda sc: len(np.unique(sc["instance"][sc["instance"] >= 0])))
     out = {}
-    for key, idx in pick.items():
-        batch = collate([dataset[i] for i in idx], cfg.voxel_size, cfg.use_xyz_features)
+    for key, chosen in (("few", loaded[:scenes]), ("many", loaded[-scenes:])):
+        batch = collate(chosen, cfg.voxel_size, cfg.use_xyz_features)
         batch["labelled"] = torch.tensor([b % 2 == 0 for b in range(scenes)])  # L^l and L^u
         out[key] = batch
     return out
@@ -163,7 +162,7 @@ def audit(data_root, profile: str = "smoke", scenes: int = 2, **overrides) -> di
     meta = dataset.meta
     phi = build_model(cfg, meta)
     psi = build_psi(cfg, meta, phi.size.m)
-    return {key: count_stages(dataclasses.replace(cfg), batch, phi, psi, meta)
+    return {key: count_stages(cfg, batch, phi, psi, meta)
             for key, batch in batches_by_objects(dataset, cfg, scenes).items()}
 
 

@@ -390,10 +390,7 @@ def dense_reference(points, classes, radius, min_points):
 def test_semantic_bfs_with_each_step1_matches_a_dense_reference(impl, search, monkeypatch):
     """The whole CPU pipeline with step 1 in NumPy or (as on a GPU) in torch with torch's sort."""
     if impl == "torch":
-        monkeypatch.setattr(ng, "_cell_keys_numpy", lambda xyz, cls, side, radius:
-                            ng._cell_keys_torch(torch.from_numpy(xyz), torch.from_numpy(cls),
-                                                side, radius))
-        monkeypatch.setattr(ng, "_NUMPY_SORT_MAX", 0)
+        monkeypatch.setattr(ng, "_NUMPY_ON_CPU", False)
     rng = np.random.default_rng(6)
     for trial in range(6):
         n = int(rng.integers(50, 600))

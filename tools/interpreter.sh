@@ -7,18 +7,26 @@
 #   `make setup` creates from PYTHON: a system Python such as Debian's or Ubuntu's refuses pip
 #   installs (PEP 668, "externally-managed-environment"), and a project env keeps it clean.
 # The path is printed even before the environment exists; tools/setup.sh creates it.
+# Sourced (tools/setup.sh), it only defines in_env.
 set -euo pipefail
-PY=${PYTHON:-python3}
-VENV=${VENV:-.venv}
-exe=$(command -v "$PY" 2>/dev/null) || { echo "interpreter '$PY' not found (set PYTHON=...)" >&2; exit 1; }
-if [ "$VENV" = off ] || "$exe" - <<'PYEOF' 2>/dev/null
+
+# in_env PY: PY runs inside a virtualenv or a conda environment.
+in_env() {
+  "$1" - <<'PYEOF' 2>/dev/null
 import os, sys
 in_venv = sys.prefix != sys.base_prefix
 in_conda = os.path.isdir(os.path.join(sys.prefix, "conda-meta"))
 sys.exit(0 if in_venv or in_conda else 1)
 PYEOF
-then
-  "$exe" -c 'import sys; print(sys.executable)'
-else
-  case "$VENV" in /*) echo "$VENV/bin/python" ;; *) echo "$(pwd)/$VENV/bin/python" ;; esac
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  PY=${PYTHON:-python3}
+  VENV=${VENV:-.venv}
+  exe=$(command -v "$PY" 2>/dev/null) || { echo "interpreter '$PY' not found (set PYTHON=...)" >&2; exit 1; }
+  if [ "$VENV" = off ] || in_env "$exe"; then
+    "$exe" -c 'import sys; print(sys.executable)'
+  else
+    case "$VENV" in /*) echo "$VENV/bin/python" ;; *) echo "$(pwd)/$VENV/bin/python" ;; esac
+  fi
 fi

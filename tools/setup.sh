@@ -33,7 +33,8 @@ fi
 # The kernel that papermill, nbval and the book build start for the notebooks (kernelspec
 # "python3"): inside an environment it is registered there (Jupyter prefers it over a user-wide
 # one), so two checkouts with their own .venv never point each other's notebooks at the wrong env.
-if "$PY" -c "import sys, os; sys.exit(0 if sys.prefix != sys.base_prefix or os.path.isdir(os.path.join(sys.prefix, 'conda-meta')) else 1)"; then
+source tools/interpreter.sh   # in_env
+if in_env "$PY"; then
   where=--sys-prefix
 else
   where=--user

@@ -227,6 +227,7 @@ class Config:
         return Path("runs") / f"{prefix}{self.dataset}_{self.profile}_{self.label_ratio}pct"
 
 
+BASELINE = "baseline"  # init_checkpoint: the Sup-only run folder `train` writes (self_training)
 PSI_AUGMENTS = ("none", "transform", "mutation", "both")
 
 # A profile changes settings only (sizes, steps, resolution, augmentation), never the code path.

@@ -89,6 +89,9 @@ _MAX_CELL_INDEX = 1 << 22   # |p| / s above this would let float rounding break 
 # CPU keys below this count are radix-sorted in NumPy (:func:`_sort_cells_numpy`), more by torch:
 # measured crossover ~120k keys (10k: 0.08 vs 0.41 ms; 250k: 6.5 vs 3.7 ms).
 _NUMPY_SORT_MAX = 1 << 17
+# Step 1 of CPU input in NumPy (keys and the sort above); False runs torch's step 1 as on a GPU
+# (tests, and bench/host_syncs.py auditing the CUDA path on the CPU).
+_NUMPY_ON_CPU = True
 # (dx, dy) of the positive half of the 5x5 neighbourhood; (0, 0) covers dz = 1, 2 only.
 _HALF_XY = tuple((dx, dy) for dx in range(3) for dy in range(-2, 3) if dx > 0 or dy >= 0)
 
@@ -123,7 +126,7 @@ def _cell_keys(xyz, cls, radius):
     input is computed in NumPy, other devices in torch (same operations, same keys).
     """
     side = radius / math.sqrt(3.0) * _CELL_SHRINK
-    if xyz.device.type == "cpu":
+    if _NUMPY_ON_CPU and xyz.device.type == "cpu":
         return _cell_keys_numpy(xyz.numpy(), cls.numpy(), side, radius)
     return _cell_keys_torch(xyz, cls, side, radius)
 
@@ -188,7 +191,7 @@ def _cells(dims, key):
     position and size, the sorted unique keys and the key strides of x and y (z has stride 1).
     """
     strides = (dims[1] * dims[2], dims[2])
-    if key.device.type == "cpu" and 0 < len(key) < _NUMPY_SORT_MAX:
+    if _NUMPY_ON_CPU and key.device.type == "cpu" and 0 < len(key) < _NUMPY_SORT_MAX:
         return (*_sort_cells_numpy(key.numpy()), strides)
     key, order = torch.sort(key, stable=True)
     keys, counts = torch.unique_consecutive(key, return_counts=True)
@@ -326,9 +329,7 @@ def _components(n, edges, backend):
     u = torch.cat([e[0] for e in edges])
     v = torch.cat([e[1] for e in edges])
     if backend == "scipy":
-        graph = coo_matrix((np.ones(len(u), dtype=np.int8), (u.cpu().numpy(), v.cpu().numpy())),
-                           shape=(n, n))
-        labels = connected_components(graph, directed=False)[1]
+        labels = _pair_components(n, u.cpu().numpy(), v.cpu().numpy())
         return torch.from_numpy(labels.astype(np.int64)).to(u.device)
     return _components_torch(n, u, v)
 
@@ -385,8 +386,8 @@ def _class_edges(p, radius, r2):
 
 
 def _pair_components(n, i, j):
-    """Connected-component label (int32) of each of ``n`` nodes joined by the distinct
-    undirected edges ``(i, j)`` (scipy's solver).
+    """Connected-component label (int32) of each of ``n`` nodes joined by the undirected edges
+    ``(i, j)`` (scipy's solver; both searches' ``"scipy"`` backend).
 
     Float64 weights spare the solver's input check a second, deduplicating conversion. (Flagging
     the COO matrix ``has_canonical_format`` would save another ~0.5 ms at 10k points, but the flag

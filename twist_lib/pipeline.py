@@ -16,7 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .config import Config, load_yaml
+from .config import BASELINE, Config, load_yaml
 from .runs import read_rounds, round_folders, run_config
 
 # keys a resumed run may change: they do not change what the rounds compute
@@ -67,7 +67,7 @@ def pipeline_config(profile: str = "", config_file: str = "", **params) -> Confi
     cfg = notebook_config(profile, **values)
     if not values.get("run_dir"):
         cfg.run_dir = str(root / dataclasses.replace(cfg, run_dir="").resolved_run_dir("twist"))
-    if cfg.init_checkpoint and cfg.init_checkpoint != "baseline" and not Path(cfg.init_checkpoint).is_absolute():
+    if cfg.init_checkpoint and cfg.init_checkpoint != BASELINE and not Path(cfg.init_checkpoint).is_absolute():
         cfg.init_checkpoint = str(root / cfg.init_checkpoint)
     return cfg.validate()
 
@@ -102,7 +102,7 @@ def run_pipeline(cfg: Config, resume="auto") -> list[dict]:
     two configs in one run gives numbers nobody can read. Returns the rows of ``rounds.csv``
     (:func:`twist_lib.runs.read_rounds`)."""
     from .book import repo_root
-    from .self_training import BASELINE, baseline_run_dir, run_twist
+    from .self_training import baseline_run_dir, run_twist
     if cfg.init_checkpoint == BASELINE:   # `make train`'s run folder at the repository root
         cfg = dataclasses.replace(cfg, init_checkpoint=str(baseline_run_dir(cfg, repo_root())))
     run = Path(cfg.resolved_run_dir("twist"))

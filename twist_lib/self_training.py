@@ -50,7 +50,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed as dist
-from .config import Config
+from .config import BASELINE, Config
 from .data.batch import collate
 from .data.dataset import SceneDataset
 from .inference import background_classes, to_device
@@ -264,9 +264,6 @@ def run_round(cfg: Config, run: Path, t: int) -> dict:
                                              "coverage")},
            **{k: round(timing.get(k, 0.0), 1) for k in ("pseudo_s", "quality_s", "train_s")}}
     return row
-
-
-BASELINE = "baseline"
 
 
 def baseline_run_dir(cfg: Config, root=".") -> Path:
