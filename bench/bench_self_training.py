@@ -18,30 +18,36 @@ depend on what else runs on the machine):
    (Phi + modules A, B, C, eval mode, no gradients, ``pseudo_batch_size`` scenes per forward,
    files written) over ``--scenes`` unlabelled scenes, after one warm-up batch on other scenes.
    Multiply by the unlabelled split's size for a round's step ii.
-2. *one self-training step* (:class:`~twist_lib.self_training.RoundTrainer`, round 1, on
-   ``batch_size`` labelled + ``unlabelled_batch_size`` scenes pseudo-labelled in 1; the unlabelled
-   source draws only from those scenes), split as ``RoundTrainer.compute_losses`` and
-   ``Trainer.train_step`` run it, each piece timed with ``time.perf_counter()`` and averaged over
-   ``--steps`` steps after 2 warm-up steps:
+2. *one self-training step*: the real :meth:`Trainer.fit` of a
+   :class:`~twist_lib.self_training.RoundTrainer` (round 1, on ``batch_size`` labelled +
+   ``unlabelled_batch_size`` scenes pseudo-labelled in 1; the unlabelled source draws only from
+   those scenes) with no hooks but the bench's: a :class:`~twist_lib.hooks.StepTimer` (the wait
+   for each batch and each ``train_step``, synchronising CUDA) and :class:`PartTimes`, which
+   splits the real ``train_step`` by timing the calls it makes (wrapped for the timed steps,
+   never a copy of the step's code). Means over ``--steps`` steps after 2 warm-up steps:
 
-   - data loading: the step's collated batch (``StepBatches(sources, step, step + 1)[0]``:
-     augmentation, pseudo-label files read, voxelisation), moved to the device;
-   - Phi forward + backward: Phi, ``split_phi_loss`` (L^l + L^u, eqs. 3-4) and its backward;
+   - data loading: the wait for the step's batch in ``fit`` (``Trainer.batches``: augmentation,
+     pseudo-label files read, voxelisation, the copy to the device; in this process unless
+     ``num_workers`` is set);
+   - Phi forward + backward: ``compute_losses`` less module A and Psi's forward (Phi and
+     ``split_phi_loss``, L^l + L^u, eqs. 3-4), plus the backward from the end of Psi's (the last
+     gradient of a Psi parameter) to the first optimizer step;
    - module A: :func:`~twist_lib.psi_training.training_samples` (clustering on the labelled
-     scenes plus ground-truth samples);
-   - Psi forward + backward: :func:`~twist_lib.psi_training.augment_and_score` (mutation,
-     transformation, Psi, eq. 5 + L_sem) and its backward;
-   - optimiser step: the finite-loss check and both SGD steps (plus the poly learning rate).
+     scenes plus ground-truth samples), as ``compute_losses`` calls it;
+   - Psi forward + backward: ``psi_features`` and
+     :func:`~twist_lib.psi_training.augment_and_score` (mutation, transformation, Psi, eq. 5 +
+     L_sem), plus the backward until the last Psi parameter has its gradient. ``train_step``
+     runs one backward of ``L^Phi + L^Psi``; autograd runs the newer nodes first, so Psi's part
+     (built after Phi's) is done before Phi's starts — checked on every step (the note says so);
+   - optimiser step: the rest of ``train_step``: the poly learning rate, both SGD steps, the
+     losses read back.
 
-   ``train_step`` runs one backward of ``L^Phi + L^Psi``; here the two terms are back-propagated
-   separately (the same gradients: Psi's input features are detached unless ``psi_backprop``,
-   in which case Psi's backward also reaches Phi). The check row times the unmodified
-   ``RoundTrainer.train_step`` (plus loading) over the same number of steps, for comparison
-   with the sum of the pieces.
-3. *one Sup-only step* (:class:`~twist_lib.trainer.Trainer`, same config and Phi): loading,
-   forward + backward (eq. 1), optimiser step; and the ratio self-training step / Sup-only step.
-   A self-training step sees twice the scenes (labelled + unlabelled) plus module A and Psi; the
-   goal is a ratio of at most 2.2.
+   The check row is ``fit`` over ``--steps`` more steps with the StepTimer alone (loading +
+   ``train_step``, nothing wrapped), for comparison with the sum of the pieces.
+3. *one Sup-only step* (:class:`~twist_lib.trainer.Trainer`'s ``fit``, same config and Phi, the
+   same hooks): loading, forward + backward (eq. 1), optimiser step; and the ratio
+   self-training step / Sup-only step. A self-training step sees twice the scenes (labelled +
+   unlabelled) plus module A and Psi; the goal is a ratio of at most 2.2.
 
 Scenes are loaded into the datasets' in-memory caches before timing (as after the first epoch),
 so data loading is augmentation + voxelisation (+ reading pseudo-label files), not disk reads of
@@ -59,18 +65,23 @@ from pathlib import Path
 
 import torch
 
+import twist_lib.self_training as self_training
+from twist_lib.checkpoints import has_module, load_weights
 from twist_lib.config import Config
 from twist_lib.data.dataset import SceneDataset
 from twist_lib.data.ensure import ensure_dataset
-from twist_lib.losses import split_phi_loss
+from twist_lib.data.pseudo_files import pseudo_label_path
+from twist_lib.hooks import HookBase, StepTimer
 from twist_lib.network import build_model
-from twist_lib.pseudo_labels import pseudo_label_path
-from twist_lib.psi_training import augment_and_score, build_psi, psi_features, training_samples
-from twist_lib.self_training import RoundTrainer, _previous_models, pseudo_label_split
-from twist_lib.trainer import StepBatches, Trainer, load_weights, poly_lr, resolve_device
+from twist_lib.recorrection import build_psi
+from twist_lib.self_training import RoundTrainer, previous_models, pseudo_label_split
+from twist_lib.trainer import Trainer, resolve_device
 
 WARMUP = 2
 GOAL_RATIO = 2.2
+# what RoundTrainer.compute_losses calls, by its names in twist_lib.self_training
+MODULE_A_CALLS = ("training_samples",)
+PSI_CALLS = ("psi_features", "augment_and_score")
 
 
 def cpu_model() -> str:
@@ -96,37 +107,9 @@ def resolve_checkpoint(path: str) -> Path:
     return p
 
 
-def has_psi(ckpt: Path) -> bool:
-    return "psi" in torch.load(ckpt, map_location="cpu", weights_only=False).get("modules", {})
-
-
-class Clock:
-    """Accumulates ``time.perf_counter()`` intervals per named piece (synchronising CUDA)."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.times, self._t = device, {}, None
-
-    def start(self) -> None:
-        self._sync()
-        self._t = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        self._sync()
-        now = time.perf_counter()
-        self.times.setdefault(name, []).append(now - self._t)
-        self._t = now
-
-    def mean(self, name: str) -> float:
-        return statistics.fmean(self.times[name])
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-
-def to_device(batch: dict, device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-            for k, v in batch.items()}
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def warm_caches(trainer: Trainer, stop: int) -> None:
@@ -137,25 +120,13 @@ def warm_caches(trainer: Trainer, stop: int) -> None:
                 dataset._stored(i)
 
 
-def set_lr(trainer: Trainer) -> None:
-    factor = poly_lr(trainer.step, trainer.total_steps, trainer.cfg.poly_power)
-    for opt in trainer.optimizers.values():
-        for group in opt.param_groups:
-            group["lr"] = group["initial_lr"] * factor
-
-
-def check_finite(trainer: Trainer, loss) -> None:
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"{trainer.stage}, step {trainer.step}: loss is {loss.item()}")
-
-
 # ---------------------------------------------------------------------------------- figure 1
 
-def pseudo_label_models(cfg: Config, meta: dict, init: Path | None, tmp: Path):
+def pseudo_label_models(cfg: Config, meta: dict, init: Path | None):
     """Phi and Psi in eval mode (from ``init`` as a round builds them, else fresh), the
     unlabelled split and the device."""
-    if init is not None and has_psi(init):
-        return _previous_models(cfg, init, tmp)
+    if init is not None and has_module(init, "psi"):
+        return previous_models(cfg, init)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     phi = build_model(cfg, meta).to(device)
@@ -168,7 +139,7 @@ def pseudo_label_models(cfg: Config, meta: dict, init: Path | None, tmp: Path):
 
 
 def bench_pseudo_labelling(cfg, meta, init, scenes: int, pseudo_dir: Path, tmp: Path) -> dict:
-    phi, psi, dataset, meta, device = pseudo_label_models(cfg, meta, init, tmp)
+    phi, psi, dataset, meta, device = pseudo_label_models(cfg, meta, init)
     names = list(dataset.names)
     if len(names) < scenes:
         raise SystemExit(f"--scenes {scenes}: the unlabelled split has only {len(names)} scenes")
@@ -178,18 +149,108 @@ def bench_pseudo_labelling(cfg, meta, init, scenes: int, pseudo_dir: Path, tmp: 
     dataset.names = names[:scenes]
     for i in range(scenes):  # scenes read from the in-memory cache, as for training
         dataset._stored(i)
-    clock = Clock(device)
-    clock.start()
+    sync(device)
+    start = time.perf_counter()
     n = pseudo_label_split(phi, psi, dataset, pseudo_dir, cfg, meta, device)
-    clock.lap("pseudo")
-    seconds = clock.mean("pseudo")
-    return {"scenes": n, "seconds": seconds, "names": set(dataset.names)}
+    sync(device)
+    return {"scenes": n, "seconds": time.perf_counter() - start, "names": set(dataset.names)}
 
 
-# ---------------------------------------------------------------------------------- figure 2
+# ------------------------------------------------------------------------- figures 2 and 3
+
+class PartTimes(HookBase):
+    """Splits the real ``train_step`` of the first ``steps`` steps of ``fit`` into the parts of
+    the module docstring, by timing (``time.perf_counter()``, synchronising CUDA) the calls it
+    makes: ``trainer.compute_losses``; module A's and Psi's functions as ``compute_losses`` finds
+    them in :mod:`twist_lib.self_training`; the gradients of Psi's and Phi's parameters as
+    backward accumulates them; the optimizers' ``step``. The wrappers are removed after those
+    steps. ``records``: one dict per step (seconds per part, points, module A samples)."""
+
+    def __init__(self, steps: int):
+        self.steps, self.records, self._undo = steps, [], []
+
+    def before_train(self) -> None:
+        t = self.trainer
+        self._wrap(t, "compute_losses", "forward")
+        if "psi" in t.models:
+            for name in MODULE_A_CALLS:
+                self._wrap(self_training, name, "module_a")
+            for name in PSI_CALLS:
+                self._wrap(self_training, name, "psi_fwd")
+            self._grad_hooks(t.models["psi"], "psi_grad_last", last=True)
+        self._grad_hooks(t.models["phi"], "phi_grad_first", last=False)
+        for opt in t.optimizers.values():
+            self._undo.append(opt.register_step_pre_hook(lambda *a: self._mark("opt_start")).remove)
+
+    def before_step(self) -> None:
+        self._now = {"module_a": 0.0, "psi_fwd": 0.0}
+        self._mark("start")
+
+    def after_step(self) -> None:
+        if not self._undo:
+            return
+        self._mark("end")
+        self._now["psi_samples"] = self.trainer.last_losses.get("psi_samples", 0)
+        self.records.append(self._parts(self._now))
+        if len(self.records) == self.steps:
+            self.after_train()
+
+    def after_train(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    def _mark(self, key: str, first: bool = True) -> None:
+        if first and key in self._now:
+            return
+        sync(self.trainer.device)
+        self._now[key] = time.perf_counter()
+
+    def _wrap(self, owner, name: str, part: str) -> None:
+        """Replace ``owner.name`` with a timed call of itself (an instance attribute on the
+        trainer, a module attribute on twist_lib.self_training) until ``after_train``."""
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            sync(self.trainer.device)
+            start = time.perf_counter()
+            out = original(*args, **kwargs)
+            sync(self.trainer.device)
+            end = time.perf_counter()
+            self._now[part] = self._now.get(part, 0.0) + end - start
+            self._now[f"{part}_end"] = end
+            if part == "forward":
+                self._now["points"] = len(args[0]["xyz"])
+            elif part == "module_a":
+                self._now["module_a_samples"] = out.n
+            return out
+
+        setattr(owner, name, timed)
+        on_trainer = owner is self.trainer
+        self._undo.append(lambda: delattr(owner, name) if on_trainer
+                          else setattr(owner, name, original))
+
+    def _grad_hooks(self, module, key: str, last: bool) -> None:
+        for param in module.parameters():
+            if param.requires_grad:
+                hook = param.register_post_accumulate_grad_hook(
+                    lambda _p: self._mark(key, first=not last))
+                self._undo.append(hook.remove)
+
+    @staticmethod
+    def _parts(now: dict) -> dict:
+        psi_end = now.get("psi_grad_last", now["forward_end"])
+        fwd_phi = now["forward"] - now["module_a"] - now["psi_fwd"]
+        return {"phi": fwd_phi + now["opt_start"] - psi_end, "module_a": now["module_a"],
+                "psi": now["psi_fwd"] + psi_end - now["forward_end"],
+                "opt": now["end"] - now["start"] - now["forward"] - now["opt_start"]
+                + now["forward_end"],
+                "psi_first": now.get("phi_grad_first", psi_end) >= psi_end,
+                **{k: now.get(k, 0) for k in ("points", "module_a_samples", "psi_samples")}}
+
 
 class BenchRoundTrainer(RoundTrainer):
-    """A round whose unlabelled source draws only from the scenes pseudo-labelled here."""
+    """A round whose unlabelled source draws only from the scenes pseudo-labelled here, and whose
+    ``fit`` runs the bench's hooks alone (no log, validation or checkpoints)."""
 
     def build_datasets(self) -> dict:
         datasets = super().build_datasets()
@@ -197,74 +258,41 @@ class BenchRoundTrainer(RoundTrainer):
         unl.names = [n for n in unl.names if pseudo_label_path(self.pseudo_dir, n).exists()]
         return datasets
 
-
-def self_training_step(trainer: RoundTrainer, clock: Clock, stats: dict) -> None:
-    """One step of ``RoundTrainer.train_step`` with its pieces timed (module docstring)."""
-    cfg, phi, psi = trainer.cfg, trainer.models["phi"], trainer.models["psi"]
-    use_amp = cfg.amp and trainer.device.type == "cuda"
-    clock.start()
-    batch = to_device(StepBatches(trainer.sources, trainer.step, trainer.step + 1)[0],
-                      trainer.device)
-    clock.lap("load")
-    for opt in trainer.optimizers.values():
-        opt.zero_grad(set_to_none=True)
-    with torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=use_amp):
-        out = phi(batch)
-        losses = split_phi_loss(out, batch)
-    losses["loss"].backward(retain_graph=cfg.psi_backprop)
-    clock.lap("phi")
-    generator = torch.Generator().manual_seed(hash((cfg.seed, trainer.round, trainer.step))
-                                              % (2 ** 63))
-    with torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=use_amp):
-        samples = training_samples(batch, out, cfg, trainer.background, generator)
-    clock.lap("module_a")
-    with torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=use_amp):
-        feats = psi_features(cfg, batch, out)
-        psi_terms = augment_and_score(psi, samples, batch, feats, cfg, generator)
-    psi_terms["loss"].backward()
-    clock.lap("psi")
-    set_lr(trainer)
-    check_finite(trainer, losses["loss"] + psi_terms["loss"].detach())
-    for opt in trainer.optimizers.values():
-        opt.step()
-    trainer.step += 1
-    clock.lap("opt")
-    stats.setdefault("points", []).append(len(batch["xyz"]))
-    stats.setdefault("psi_samples", []).append(psi_terms["psi_samples"])
-    stats.setdefault("module_a", []).append(samples.n)
+    def build_hooks(self) -> list:
+        return []
 
 
-def plain_step(trainer: Trainer, clock: Clock, name: str) -> None:
-    """``trainer.train_step`` as it is, plus loading (the check row)."""
-    clock.start()
-    batch = to_device(StepBatches(trainer.sources, trainer.step, trainer.step + 1)[0],
-                      trainer.device)
-    trainer.train_step(batch)
-    clock.lap(name)
+class BenchTrainer(Trainer):
+    """The Sup-only trainer, its ``fit`` running the bench's hooks alone."""
+
+    def build_hooks(self) -> list:
+        return []
 
 
-# ---------------------------------------------------------------------------------- figure 3
+def timed_fit(trainer: Trainer, parts: int) -> tuple[StepTimer, PartTimes]:
+    """``trainer.fit()`` with a StepTimer (first, synchronising CUDA) and PartTimes for the
+    first ``parts`` steps; the caches of all its steps' scenes are filled first."""
+    warm_caches(trainer, trainer.total_steps)
+    timer, pieces = StepTimer(sync=True), PartTimes(parts)
+    trainer.register_hooks([timer, pieces])
+    trainer.fit()
+    return timer, pieces
 
-def sup_only_step(trainer: Trainer, clock: Clock, stats: dict) -> None:
-    """One step of ``Trainer.train_step`` (eq. 1) with its pieces timed."""
-    use_amp = trainer.cfg.amp and trainer.device.type == "cuda"
-    clock.start()
-    batch = to_device(StepBatches(trainer.sources, trainer.step, trainer.step + 1)[0],
-                      trainer.device)
-    clock.lap("load")
-    set_lr(trainer)
-    with torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=use_amp):
-        losses = trainer.compute_losses(batch)
-    check_finite(trainer, losses["loss"])
-    for opt in trainer.optimizers.values():
-        opt.zero_grad(set_to_none=True)
-    losses["loss"].backward()
-    clock.lap("phi")
-    for opt in trainer.optimizers.values():
-        opt.step()
-    trainer.step += 1
-    clock.lap("opt")
-    stats.setdefault("points", []).append(len(batch["xyz"]))
+
+def step_figures(timer: StepTimer, pieces: PartTimes, steps: int) -> dict:
+    """Means over the ``steps`` steps after the warm-up: the parts (``load`` = the batch wait),
+    their ``total``, points, module A and Psi samples per step, and ``check`` = the mean loading +
+    ``train_step`` of the steps after those, when the fit ran any."""
+    records = pieces.records[WARMUP:]
+    mean = statistics.fmean
+    out = {k: mean(r[k] for r in records) for k in ("phi", "module_a", "psi", "opt", "points",
+                                                     "module_a_samples", "psi_samples")}
+    out["load"] = mean(timer.data_s[WARMUP:WARMUP + steps])
+    out["total"] = out["load"] + sum(out[k] for k in ("phi", "module_a", "psi", "opt"))
+    out["psi_first"] = all(r["psi_first"] for r in records)
+    check = timer.total_s[WARMUP + steps:]
+    out["check"] = mean(check) if check else float("nan")
+    return out
 
 
 # ---------------------------------------------------------------------------------- main
@@ -291,77 +319,67 @@ def measure(profile: str = "cpu", init_arg: str = "", n_steps: int = 5, n_scenes
         # 1. pseudo-labelling throughput
         pl = bench_pseudo_labelling(cfg, meta, init, scenes, pseudo_dir, tmp)
 
-        # 2. one self-training step, in pieces; then train_step as it is
+        # 2. self-training steps: fit, its parts timed, then as it is (the check row)
         st = BenchRoundTrainer(cfg, 1, tmp / "round_1", pseudo_dir=pseudo_dir, init_from=init,
                                steps=WARMUP + 2 * steps)
-        warm_caches(st, WARMUP + 2 * steps)
-        for m in st.models.values():
-            m.train()
-        st_clock, st_stats = Clock(st.device), {}
-        for k in range(WARMUP + steps):
-            self_training_step(st, st_clock, st_stats)
-            if k == WARMUP - 1:
-                st_clock.times, st_stats = {}, {}
-        for _ in range(steps):
-            plain_step(st, st_clock, "train_step")
+        self_fig = step_figures(*timed_fit(st, WARMUP + steps), steps)
 
-        # 3. one Sup-only step
-        sup = Trainer(cfg, run_dir=tmp / "sup")
+        # 3. Sup-only steps
+        sup = BenchTrainer(cfg, run_dir=tmp / "sup")
         if init is not None:
             load_weights(sup.models["phi"], init, map_location=sup.device, name="phi")
-        warm_caches(sup, WARMUP + steps)
-        sup.model.train()
-        sup_clock, sup_stats = Clock(sup.device), {}
-        for k in range(WARMUP + steps):
-            sup_only_step(sup, sup_clock, sup_stats)
-            if k == WARMUP - 1:
-                sup_clock.times, sup_stats = {}, {}
+        sup_fig = step_figures(*timed_fit(sup, WARMUP + steps), steps)
+    return {"rows": table_rows(cfg, init, pl, st, steps, self_fig, sup_fig),
+            "figures": figures(pl, self_fig, sup_fig), "device": st.device}
 
-    st_pieces = ("load", "phi", "module_a", "psi", "opt")
-    st_total = sum(st_clock.mean(k) for k in st_pieces)
-    sup_total = sum(sup_clock.mean(k) for k in ("load", "phi", "opt"))
-    ratio = st_total / sup_total
-    mean = statistics.fmean
-    rows = [
+
+def table_rows(cfg, init, pl, st, steps, f, s) -> list:
+    """The printed table: machine, config, then the three figures."""
+    ratio = f["total"] / s["total"]
+    psi_note = ("Psi from the checkpoint" if init is not None and has_module(init, "psi")
+                else "Psi fresh")
+    return [
         ("machine", cpu_model(), f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
          f", load avg {os.getloadavg()[0]:.1f}, device {st.device}"),
         ("config", f"profile {cfg.profile}", f"model {cfg.model_size}, voxel {cfg.voxel_size} m, "
          f"batch {cfg.batch_size} labelled + {cfg.unlabelled_batch} unlabelled, backend "
-         f"{st.models['phi'].backend}"),
-        ("Phi / Psi", str(init) if init else "freshly built (untrained)",
-         "Psi from the checkpoint" if init is not None and has_psi(init) else "Psi fresh"),
+         f"{st.models['phi'].backend}, num_workers {cfg.num_workers}"),
+        ("Phi / Psi", str(init) if init else "freshly built (untrained)", psi_note),
         ("1. pseudo-labelling", f"{pl['scenes'] / pl['seconds']:.2f} scenes/s",
          f"{pl['scenes']} scenes in {pl['seconds']:.2f} s, {cfg.pseudo_batch_size} per forward"),
-        ("2. self-training step", "", f"mean of {steps} steps after {WARMUP} warm-up; "
-         f"{mean(st_stats['points']):.0f} points/step"),
-        ("   data loading", f"{st_clock.mean('load'):.3f} s", ""),
-        ("   Phi fwd+bwd (L^l+L^u)", f"{st_clock.mean('phi'):.3f} s", ""),
-        ("   module A", f"{st_clock.mean('module_a'):.3f} s",
-         f"{mean(st_stats['module_a']):.0f} samples (proposals + GT, capped)"),
-        ("   Psi fwd+bwd", f"{st_clock.mean('psi'):.3f} s",
-         f"{mean(st_stats['psi_samples']):.0f} samples after mutation"),
-        ("   optimiser step", f"{st_clock.mean('opt'):.3f} s", "Phi + Psi SGD"),
-        ("   total", f"{st_total:.3f} s", ""),
-        ("   check: train_step as is", f"{st_clock.mean('train_step'):.3f} s",
-         f"loading + RoundTrainer.train_step, {steps} more steps"),
-        ("3. Sup-only step", "", f"{mean(sup_stats['points']):.0f} points/step"),
-        ("   data loading", f"{sup_clock.mean('load'):.3f} s", ""),
-        ("   Phi fwd+bwd (eq. 1)", f"{sup_clock.mean('phi'):.3f} s", ""),
-        ("   optimiser step", f"{sup_clock.mean('opt'):.3f} s", ""),
-        ("   total", f"{sup_total:.3f} s", ""),
+        ("2. self-training step", "", f"RoundTrainer.fit, mean of {steps} steps after {WARMUP} "
+         f"warm-up; {f['points']:.0f} points/step"),
+        ("   data loading", f"{f['load']:.3f} s", "the wait for the batch in fit"),
+        ("   Phi fwd+bwd (L^l+L^u)", f"{f['phi']:.3f} s", ""),
+        ("   module A", f"{f['module_a']:.3f} s",
+         f"{f['module_a_samples']:.0f} samples (proposals + GT, capped)"),
+        ("   Psi fwd+bwd", f"{f['psi']:.3f} s", f"{f['psi_samples']:.0f} samples after mutation; "
+         f"Psi's backward before Phi's: {'yes' if f['psi_first'] else 'NO (split approximate)'}"),
+        ("   optimiser step", f"{f['opt']:.3f} s", "Phi + Psi SGD, lr, losses read back"),
+        ("   total", f"{f['total']:.3f} s", ""),
+        ("   check: train_step as is", f"{f['check']:.3f} s",
+         f"loading + RoundTrainer.train_step, {steps} more steps, nothing wrapped"),
+        ("3. Sup-only step", "", f"Trainer.fit; {s['points']:.0f} points/step"),
+        ("   data loading", f"{s['load']:.3f} s", ""),
+        ("   Phi fwd+bwd (eq. 1)", f"{s['phi']:.3f} s", ""),
+        ("   optimiser step", f"{s['opt']:.3f} s", ""),
+        ("   total", f"{s['total']:.3f} s", ""),
         ("ratio self / Sup-only", f"{ratio:.2f}x",
          f"goal <= {GOAL_RATIO}x: {'met' if ratio <= GOAL_RATIO else 'NOT met'}"),
     ]
-    figures = {
+
+
+def figures(pl, f, s) -> dict:
+    """The figures ``bench/run.py`` tabulates."""
+    return {
         "pseudo_label_scenes_per_s": pl["scenes"] / pl["seconds"],
-        **{f"self_training_{k}_s": st_clock.mean(k) for k in st_pieces},
-        "self_training_total_s": st_total,
-        "self_training_train_step_s": st_clock.mean("train_step"),
-        "psi_samples_per_step": mean(st_stats["psi_samples"]),
-        "sup_only_total_s": sup_total,
-        "ratio_self_over_sup": ratio,
+        **{f"self_training_{k}_s": f[k] for k in ("load", "phi", "module_a", "psi", "opt",
+                                                  "total")},
+        "self_training_train_step_s": f["check"],
+        "psi_samples_per_step": f["psi_samples"],
+        "sup_only_total_s": s["total"],
+        "ratio_self_over_sup": f["total"] / s["total"],
     }
-    return {"rows": rows, "figures": figures, "device": st.device}
 
 
 def main() -> None:

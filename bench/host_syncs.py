@@ -35,17 +35,17 @@ from torch.overrides import TorchFunctionMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from twist_lib import inference, neighbour_graph  # noqa: E402
+from twist_lib import neighbour_graph, proposals  # noqa: E402
 from twist_lib.clustering import semantic_bfs  # noqa: E402
 from twist_lib.config import Config  # noqa: E402
 from twist_lib.data.batch import collate  # noqa: E402
 from twist_lib.data.dataset import SceneDataset  # noqa: E402
-from twist_lib.inference import background_classes  # noqa: E402
 from twist_lib.losses import split_phi_loss  # noqa: E402
-from twist_lib.psi_training import (augment_and_score, build_psi, psi_features,  # noqa: E402
-                                    training_samples)
-from twist_lib.self_training import _label_batch  # noqa: E402
-from twist_lib.trainer import build_model  # noqa: E402
+from twist_lib.network import build_model  # noqa: E402
+from twist_lib.proposals import background_classes  # noqa: E402
+from twist_lib.psi_training import augment_and_score, training_samples  # noqa: E402
+from twist_lib.recorrection import build_psi, psi_features  # noqa: E402
+from twist_lib.self_training import label_batch  # noqa: E402
 
 SYNC_OPS = {"item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__",
             "nonzero", "argwhere", "unique", "unique_consecutive", "masked_select", "bincount"}
@@ -95,13 +95,13 @@ def _to_host(args, kwargs) -> bool:
 def cuda_choices():
     """Module A as it runs on CUDA: the torch solver and the grid search (``auto`` on a GPU),
     with step 1 in torch (on the CPU it runs in NumPy)."""
-    real = inference.semantic_bfs
-    inference.semantic_bfs = functools.partial(semantic_bfs, backend="torch", search="grid")
+    real = proposals.semantic_bfs
+    proposals.semantic_bfs = functools.partial(semantic_bfs, backend="torch", search="grid")
     neighbour_graph._NUMPY_ON_CPU = False
     try:
         yield
     finally:
-        inference.semantic_bfs = real
+        proposals.semantic_bfs = real
         neighbour_graph._NUMPY_ON_CPU = True
 
 
@@ -134,7 +134,7 @@ def count_stages(cfg: Config, batch: dict, phi, psi, meta: dict) -> dict:
             terms["loss"].backward()
         counts["psi"] = c.counts
         with HostSyncCounter() as c:
-            labels = list(_label_batch(lambda _: oracle, psi.eval(), batch, cfg, meta, background))
+            labels = list(label_batch(lambda _: oracle, psi.eval(), batch, cfg, meta, background))
         counts["module_c"] = c.counts
     counts["proposals"] = samples.n
     counts["pseudo_instances"] = sum(int(v["instance"].max()) + 1 for _, v in labels)
@@ -185,7 +185,7 @@ def main() -> None:
     torch.set_num_threads(1)
     data = args.data
     if not data:
-        from twist_lib.trainer import ensure_dataset
+        from twist_lib.data.ensure import ensure_dataset
         cfg = Config.for_profile("smoke")
         ensure_dataset(cfg)
         data = cfg.data_root

@@ -22,10 +22,20 @@ import numpy as np
 import torch
 
 from twist_lib.config import Config
-from twist_lib.data.batch import collate
-from twist_lib.inference import background_classes, to_device
-from twist_lib.pseudo_labels import pseudo_label_path, read_pseudo_labels
-from twist_lib.self_training import _previous_models
+from twist_lib.data.batch import collate, to_device
+from twist_lib.data.pseudo_files import pseudo_label_path, read_pseudo_labels
+from twist_lib.proposals import background_classes, point_predictions
+from twist_lib.pseudo_labels import centre_spread, proposal_centres
+from twist_lib.self_training import previous_models
+
+
+def _centre_and_spread(shifted):
+    """Eq. 7's centre of one proposal's shifted points and their spread, with module C's own
+    functions (:func:`~twist_lib.pseudo_labels.proposal_centres`, ``centre_spread``)."""
+    pts = torch.from_numpy(np.asarray(shifted, dtype=np.float64))
+    ids, kept = torch.zeros(len(pts), dtype=torch.int64), torch.ones(len(pts), dtype=torch.bool)
+    centres = proposal_centres(pts, ids, kept, 1)
+    return centres[0].numpy(), float(centre_spread(pts, ids, kept, centres)[0])
 
 
 def proposal_rows(lab, gt, shifted, own_offset):
@@ -40,10 +50,10 @@ def proposal_rows(lab, gt, shifted, own_offset):
         counts = np.bincount(gt["instance"][mm][on_obj])
         inter, best = counts.max(), counts.argmax()
         iou = inter / (mm.sum() + (gt["instance"] == best).sum() - inter)
-        eq8 = shifted[mm].mean(0) - gt["xyz"][mm]   # eq. 8, also where the spread check dropped it
+        centre, spread = _centre_and_spread(shifted[mm])
+        eq8 = centre - gt["xyz"][mm]   # eq. 8, also where the spread check dropped it
         err = np.linalg.norm(eq8 - gt["offset"][mm], axis=1)[on_obj].mean()
         own = np.linalg.norm(own_offset[mm] - gt["offset"][mm], axis=1)[on_obj].mean()
-        spread = np.linalg.norm(shifted[mm] - shifted[mm].mean(0), axis=1).mean()
         rows.append((mm.sum(), iou, err, own, spread))
     return rows
 
@@ -58,8 +68,8 @@ def main():
     torch.set_num_threads(1)
     run = Path(a.run)
     cfg = Config.from_sources(yaml_path=str(run / "config.yaml"))
-    phi, _, ds, meta, _ = _previous_models(
-        cfg, run / f"round_{a.round - 1}" / "checkpoints" / "final.pt", run)
+    phi, _, ds, meta, _ = previous_models(
+        cfg, run / f"round_{a.round - 1}" / "checkpoints" / "final.pt")
     pdir = run / f"round_{a.round}" / "pseudo"
     k, bg = meta["num_classes"], background_classes(meta)
     conf = np.zeros((k, k), np.int64)                      # pseudo class x true class
@@ -69,8 +79,7 @@ def main():
         for i in pick:
             gt = ds.ground_truth(i)
             out = phi(to_device(collate([ds[i]], cfg.voxel_size, cfg.use_xyz_features), "cpu"))
-            prob = torch.softmax(out["semantic_logits"].float(), 1).numpy()
-            own = out["offset"].float().numpy()
+            prob, own = (t.numpy() for t in point_predictions(out))
             lab = read_pseudo_labels(pseudo_label_path(pdir, ds.names[i]), len(gt["xyz"]))
             m = (lab["semantic"] >= 0) & (gt["semantic"] >= 0)
             np.add.at(conf, (lab["semantic"][m], gt["semantic"][m]), 1)

@@ -1,4 +1,4 @@
-"""Train Psi on a frozen Phi and print module B's figures on val proposals (twist_lib.psi_diagnostics).
+"""Train Psi on a frozen Phi and print module B's figures on val proposals (twist_lib.book.psi_diagnostics).
 
     python bench/psi_quality.py --init runs/synthetic_cpu_5pct --steps 300 [--val-scenes 40] [key=value ...]
 
@@ -14,7 +14,7 @@ import time
 
 from twist_lib.config import Config
 from twist_lib.data.dataset import SceneDataset
-from twist_lib.psi_diagnostics import proposal_table, summarise
+from twist_lib.book.psi_diagnostics import proposal_table, summarise
 from twist_lib.self_training import RoundTrainer
 
 

@@ -20,7 +20,11 @@ call the functions of the scripts beside this file:
 - ``data_loading``: scenes/s through ``SceneDataset`` (train split, the train augmentations,
   no in-memory cache) and ``collate`` in a ``DataLoader`` with 0, 2 and 4 workers
   (``--quick``: 0 and 2);
-- ``synthetic`` (``bench_synthetic.scene_rate``): scenes/s of the synthetic generator.
+- ``synthetic`` (``bench_synthetic.scene_rate``): scenes/s of the synthetic generator;
+- ``roofline`` (``roofline.roofline``): the U-Net step's arithmetic counted from its kernel maps,
+  its achieved GFLOP/s per layer kind and in all, against the GEMM peak measured in the same run
+  (``--quick``: the same, 50k voxels; the full suite adds a real 4-scene batch of the ``cpu``
+  benchmark when it exists).
 
 Absolute times depend on what else runs on the machine; compare rows of one run only.
 """
@@ -44,7 +48,7 @@ import torch  # noqa: E402
 
 from bench_self_training import cpu_model  # noqa: E402  (bench/ is on sys.path above)
 
-GROUPS = ("sparse", "module_a", "self_training", "data_loading", "synthetic")
+GROUPS = ("sparse", "module_a", "self_training", "data_loading", "synthetic", "roofline")
 COLUMNS = ("group", "figure", "value", "unit", "machine")
 
 
@@ -184,6 +188,16 @@ def bench_synthetic(table: Table, quick: bool) -> None:
 
 # ----------------------------------------------------------------------------- main
 
+def bench_roofline(table: Table, quick: bool) -> None:
+    from roofline import roofline
+    inputs = [("50k", dict(voxels=50_000))]
+    if not quick and (ROOT / "data" / "synthetic_cpu" / "meta.json").exists():
+        inputs.append(("real batch", dict(real=True)))
+    for tag, kwargs in inputs:
+        for figure, value, unit in roofline(**kwargs):
+            table.add("roofline", f"{tag}: {figure}", float(value), unit)
+
+
 def run(groups=GROUPS, quick: bool = False, csv_path=None, profile: str = "cpu",
         threads: int = 1, device: str = "cpu") -> Table:
     """Run ``groups`` in order, print the table and write it to ``csv_path``."""
@@ -200,6 +214,8 @@ def run(groups=GROUPS, quick: bool = False, csv_path=None, profile: str = "cpu",
             bench_self_training(table, quick, profile, threads)
         elif group == "data_loading":
             bench_data_loading(table, quick, profile)
+        elif group == "roofline":
+            bench_roofline(table, quick)
         elif group == "synthetic":
             bench_synthetic(table, quick)
         else:

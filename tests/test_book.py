@@ -22,6 +22,8 @@ import nbformat
 import pytest
 
 from twist_lib import book
+from twist_lib.book import runner
+from twist_lib.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -88,7 +90,7 @@ def test_notebook_config_resolves_profile_and_paths(tmp_path, monkeypatch):
     monkeypatch.delenv(book.PROFILE_ENV, raising=False)
     cfg = book.notebook_config("", steps=None, seed=3)
     assert (cfg.profile, cfg.seed) == ("cpu", 3)
-    assert cfg.steps == book.Config.for_profile("cpu").steps       # None = the profile's value
+    assert cfg.steps == Config.for_profile("cpu").steps       # None = the profile's value
     assert Path(cfg.data_root) == tmp_path / "data" / "synthetic_cpu"
     assert Path(cfg.run_dir) == tmp_path / "runs" / "synthetic_cpu_5pct"
     monkeypatch.setenv(book.PROFILE_ENV, "smoke")
@@ -135,7 +137,7 @@ def test_switchable_views_show_one_figure_at_a_time():
 
 
 def test_run_metrics_restore_nan(tmp_path):
-    cfg = book.Config.for_profile("smoke", run_dir=str(tmp_path))
+    cfg = Config.for_profile("smoke", run_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="metrics.json"):
         book.run_metrics(cfg)
     (tmp_path / "metrics.json").write_text(json.dumps(
@@ -271,7 +273,7 @@ def test_publish_then_strip(toy_book, monkeypatch):
     assert "mystnb" not in nb.metadata and "papermill" not in nb.metadata
     assert [c.source for c in nb.cells] == [c.source for c in source_cells], "back to the source"
     assert all(not c.outputs and c.execution_count is None for c in nb.cells if c.cell_type == "code")
-    monkeypatch.setattr(book, "MAX_PUBLISHED_BYTES", 100)
+    monkeypatch.setattr(runner, "MAX_PUBLISHED_BYTES", 100)
     assert book.main(["publish", str(out), "intro"]) == 2
     assert "mystnb" not in nbformat.read(intro, as_version=4).metadata
 

@@ -1,6 +1,7 @@
 """The built HTML as a reader gets it: MyST rendered (no raw directive text), equations drawn by a
-MathJax served from the book itself (offline, like plotly.js), the TWIST chapters present with
-their figures, and no buttons that lead to a repository while ``repository.url`` is unset.
+MathJax served from the book itself (offline, like plotly.js), ipywidgets drawn by the widget
+manager the book serves (offline too), the TWIST chapters present with their figures, and no
+buttons that lead to a repository while ``repository.url`` is unset.
 
 The book is built once for this module, at the ``smoke`` profile, with the command that
 tests/test_book.py uses (``python -m twist_lib.book build``, warnings as errors). To check an
@@ -19,6 +20,7 @@ import subprocess
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import nbformat
 import pytest
@@ -179,22 +181,31 @@ def served_html(html_dir):
     handler = functools.partial(_QuietHandler, directory=str(html_dir))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    served_html_paths.clear()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
 
+served_html_paths: list[str] = []     # the paths that served_html was asked for
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def send_head(self):
+        served_html_paths.append(self.path.split("?")[0])
+        return super().send_head()
+
     def log_message(self, *args):
         pass
 
 
-def _dump_dom_offline(chromium: str, url: str, profile_dir: Path) -> str:
+def _dump_dom_offline(chromium: str, url: str, profile_dir: Path, extra_flags=()) -> str:
     """The page's DOM after its scripts ran, with every host but 127.0.0.1 unreachable (a reader
     offline): a script from a CDN does not load."""
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-             f"--user-data-dir={profile_dir}", "--virtual-time-budget=15000", "--dump-dom"]
+             f"--user-data-dir={profile_dir}", "--virtual-time-budget=15000", "--dump-dom",
+             *extra_flags]
     proc = subprocess.run([chromium, *flags, url], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
@@ -215,6 +226,122 @@ def test_equations_render_offline_in_headless_chromium(html_dir, served_html, tm
     text = visible_text(dom.split("<body", 1)[1])
     for raw in ("\\(", "\\)", "\\[", "\\]"):
         assert raw not in text, f"raw TeX {raw!r} left in the page: MathJax did not run"
+
+
+# ----------------------------------------------------------------------------------------------
+# ipywidgets, drawn by a widget manager served from the book
+# ----------------------------------------------------------------------------------------------
+WIDGET_PAGES = ["module_a", "module_b"]
+# the CDNs of the widgets' JavaScript: myst-nb's defaults (nb_ipywidgets_js: require.js from
+# cdnjs, the embed bundle from jsDelivr), the bundle's own fallback (jsDelivr), and other CDNs
+WIDGET_CDNS = ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "unpkg.com", "ajax.googleapis.com",
+               "fonts.googleapis.com", "fonts.gstatic.com")
+# what Chromium itself contacts, whatever the page (sign-in, updates, optimization hints, ...):
+# Google's service domains, the CDNs above excepted
+BROWSER_SERVICES = (".google.com", ".googleapis.com", ".gvt1.com")
+_WIDGET_VIEW = '<script type="application/vnd.jupyter.widget-view+json">'
+_WIDGET_STATE = '<script type="application/vnd.jupyter.widget-state+json">'
+
+
+class _RecordingProxy(http.server.BaseHTTPRequestHandler):
+    """A proxy that forwards nothing: it records the host of each request the browser sends it
+    (``CONNECT host:443`` for https, an absolute URL for http) and refuses it. Chromium sends it
+    every request but those to 127.0.0.1, which it never proxies."""
+
+    def _refuse(self):
+        target = self.path if self.command == "CONNECT" else urlsplit(self.path).netloc
+        self.server.requested.append(target.rsplit(":", 1)[0] if ":" in target else target)
+        self.send_error(502)
+
+    do_CONNECT = do_GET = do_HEAD = do_POST = do_OPTIONS = _refuse
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def recording_proxy():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
+    server.requested = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def _local_script(page: Path, html_dir: Path, name: str) -> Path:
+    """The file behind the page's one ``<script src>`` that ends in ``name``, inside _static."""
+    srcs = [s for s in _SCRIPT_SRC.findall(page.read_text()) if s.split("?")[0].endswith(name)]
+    assert len(srcs) == 1, f"{page.name}: scripts named {name}: {srcs}"
+    script = (page.parent / srcs[0].split("?")[0]).resolve()
+    assert script.is_relative_to(html_dir.resolve() / "_static") and script.is_file(), \
+        f"{page.name}: {srcs[0]} is not a file of the book's _static"
+    return script
+
+
+@pytest.mark.parametrize("name", WIDGET_PAGES)
+def test_widgets_draw_offline_in_headless_chromium(html_dir, served_html, recording_proxy,
+                                                   tmp_path, name):
+    """The page's ipywidgets (module A's radius and minimum-size sliders, module B's box-ratio
+    slider) are drawn by the @jupyter-widgets/html-manager bundle that the book serves from its
+    _static with require.js, in a browser that reaches nothing but the book: every view of the
+    notebook's widget state renders as live widgets (sliders with their labels and readouts), no
+    request leaves 127.0.0.1 (none to a CDN), and the page's figures and equations still draw
+    with require.js on the page."""
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no Chromium (tools/install_chromium.sh needs root and Debian's apt-get)")
+    page = html_dir / "book" / f"{name}.html"
+    static = page.read_text()
+    views = static.count(_WIDGET_VIEW)
+    assert views >= 1 and static.count(_WIDGET_STATE) == 1, f"{name}: no widget state or view"
+    # the page loads the widgets' JavaScript from the book, and names no CDN for it
+    remote = [s for s in _SCRIPT_SRC.findall(static) if "://" in s or s.startswith("//")]
+    assert not remote, f"{name}: scripts from the network: {remote}"
+    for cdn in ("cdn.jsdelivr.net", "cdnjs.cloudflare.com"):    # (thebe's config names unpkg)
+        assert cdn not in static, f"{name}: the page names {cdn}"
+    assert _local_script(page, html_dir, "require.js").stat().st_size > 50_000
+    embed = _local_script(page, html_dir, "embed-amd.js")
+    assert embed.stat().st_size > 1_000_000, f"{embed}: not the html-manager's embed bundle"
+
+    proxy = f"--proxy-server=http://127.0.0.1:{recording_proxy.server_address[1]}"
+    first_request = len(served_html_paths)
+    dom = _dump_dom_offline(chromium, f"{served_html}/book/{name}.html", tmp_path / "profile",
+                            extra_flags=[proxy])
+    assert "</body>" in dom
+    left = sorted(set(recording_proxy.requested))
+    assert not [h for h in left if h.endswith(WIDGET_CDNS)], f"{name}: requests to CDNs: {left}"
+    page_requests = [h for h in left if not h.endswith(BROWSER_SERVICES)]   # (CDNs: above)
+    assert not page_requests, f"{name}: requests that left the book's server: {page_requests}"
+    fetched = served_html_paths[first_request:]
+    for script in ("require.js", "offline.js", "embed-amd.js"):
+        assert any(p.startswith("/_static/jupyter-widgets/") and p.endswith(f"/{script}")
+                   for p in fetched), \
+            f"{name}: the browser did not load {script} from the book"
+
+    # the widget manager replaced each view script with a drawn widget (libembed.renderManager
+    # inserts a div.widget-subarea before the script and displays the view in it)
+    areas = dom.split('<div class="widget-subarea">')[1:]
+    assert len(areas) == views, f"{name}: {len(areas)} of the page's {views} widget views drawn"
+    sliders = 0
+    for area in areas:
+        drawn = area.split(_WIDGET_VIEW)[0]
+        assert re.search(r'class="[^"]*\bjupyter-widgets\b', drawn), f"{name}: an empty widget area"
+        sliders += len(re.findall(r'class="[^"]*\bwidget-slider\b', drawn))
+    state = json.loads(static.split(_WIDGET_STATE, 1)[1].split("</script>", 1)[0])
+    models = [m["state"] for m in state["state"].values()]
+    expected = [m["description"] for m in models if m["_model_name"].endswith("SliderModel")]
+    assert expected and sliders == len(expected), \
+        f"{name}: {sliders} sliders drawn, the widget state has {len(expected)}"
+    text = visible_text(dom.split("<body", 1)[1])
+    for description in expected:
+        assert description in text, f"{name}: the slider {description!r} has no label"
+    assert dom.count('class="widget-readout"') == len(expected)
+
+    # require.js on the page does not stop plotly.js nor MathJax
+    figures = [c.split("<script")[0] for c in dom.split('class="plotly-graph-div')[1:]]
+    assert all("js-plotly-plot" in f.split(">")[0] for f in figures), f"{name}: a figure not drawn"
+    equations = len(re.findall(r'class="math notranslate', static))
+    assert dom.count("<mjx-container") >= equations, f"{name}: MathJax did not draw the equations"
 
 
 # ----------------------------------------------------------------------------------------------

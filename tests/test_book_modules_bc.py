@@ -1,8 +1,8 @@
-"""The package side of the book's module B and C pages (``twist_lib.proposal_study`` and
-``twist_lib.pseudo_study``): ``trained_psi`` (trains once, reuses, resumes), one scene through
+"""The package side of the book's module B and C pages (``twist_lib.book.proposal_study`` and
+``twist_lib.book.pseudo_study``): ``trained_psi`` (trains once, reuses, resumes), one scene through
 modules A -> B -> C (``scene_proposals``, checked with an oracle Phi and against the pipeline's
 own pseudo-labelling), the augmentation and label helpers against hand-made scenes, and the
-plotting helpers of ``twist_lib.viz_proposals``."""
+plotting helpers of ``twist_lib.book.viz_proposals``."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,15 +15,17 @@ import pytest
 import torch
 import yaml
 
-from twist_lib import book, proposal_study, pseudo_study
-from twist_lib import viz_proposals as vp
+from twist_lib import book
+from twist_lib.book import proposal_study, pseudo_study
+from twist_lib.book import viz_proposals as vp
 from twist_lib.config import Config
 from twist_lib.data import SceneDataset
 from twist_lib.data.transforms import instance_offsets
-from twist_lib.inference import background_classes
-from twist_lib.pseudo_labels import make_pseudo_labels, pseudo_label_quality
-from twist_lib.psi_training import build_psi
-from twist_lib.recorrection import proposal_targets
+from twist_lib.proposals import background_classes
+from twist_lib.evaluation import pseudo_dir_quality
+from twist_lib.pseudo_labels import make_pseudo_labels
+from twist_lib.recorrection import build_psi
+from twist_lib.object_samples import proposal_targets
 from twist_lib.self_training import pseudo_label_split
 
 IG = -100
@@ -118,12 +120,11 @@ def test_trained_psi_trains_on_the_frozen_baseline_into_its_run_folder(trained):
 
 def test_trained_psi_reuses_its_checkpoint(trained, monkeypatch):
     cfg, _, psi, _ = trained
-    import twist_lib.self_training as st
 
     def refuse(*a, **kw):
         raise AssertionError("trained_psi trained again although psi/checkpoints/final.pt exists")
 
-    monkeypatch.setattr(st, "RoundTrainer", refuse)
+    monkeypatch.setattr(proposal_study, "RoundTrainer", refuse)
     monkeypatch.setattr("twist_lib.trainer.train", refuse)
     _, again, _ = proposal_study.trained_psi(cfg)
     for k, v in psi.state_dict().items():
@@ -199,7 +200,7 @@ def test_comparison_agrees_with_the_pipelines_pseudo_labelling(oracle, data_root
     comp = pseudo_study.pseudo_label_comparison(phi, psi, unl, cfg, meta)
     paper = dataclasses.replace(cfg, pseudo_background=0.0, pseudo_offset_spread=0.0)
     pseudo_label_split(phi, psi, unl, tmp_path / "pseudo", paper, meta, torch.device("cpu"))
-    round_quality = pseudo_label_quality(tmp_path / "pseudo", unl)
+    round_quality = pseudo_dir_quality(tmp_path / "pseudo", unl)
     ours = comp["quality"]["psi"]
     assert comp["scenes"] == len(unl) and len(ours["per_scene"]) == len(unl)
     for key in ("n_points", "n_pseudo", "n_sem_scored", "n_offset_scored"):

@@ -21,7 +21,7 @@ import torch
 from twist_lib import distributed as dist
 from twist_lib.config import Config
 from twist_lib.data import load_scene, read_meta, save_scene, scene_path
-from twist_lib.pseudo_labels import read_pseudo_labels
+from twist_lib.data.pseudo_files import read_pseudo_labels
 from twist_lib.trainer import BatchStream, StepBatches, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +76,43 @@ def test_each_rank_takes_its_share_of_every_steps_batch(data_root, monkeypatch):
     dist.check_batch_sizes(sources)  # 3 scenes over 2 ranks: 2 and 1
     with pytest.raises(ValueError, match="batch_size >= 2"):
         dist.check_batch_sizes([(train, BatchStream(len(train), 1, seed=0))])
+
+
+def test_a_split_smaller_than_the_process_count_is_named_with_its_fix(monkeypatch):
+    """``torchrun --nproc_per_node=2 -m twist_lib twist --profile smoke label_ratio=5``: the
+    labelled split is 1 scene, so BatchStream caps batch_size=2 at 1; the error names the split,
+    its size and label ratio and the fixes, not batch_size (which is not the cause)."""
+    from types import SimpleNamespace
+    monkeypatch.setattr(dist, "world_size", lambda: 2)
+
+    def split(name, ratio="5", dataset="synthetic"):
+        return SimpleNamespace(split=name, label_ratio=ratio, meta={"name": dataset})
+
+    labelled = (split("labelled"), BatchStream(1, 2, seed=0))
+    with pytest.raises(ValueError) as err:
+        dist.check_batch_sizes([labelled])
+    message = str(err.value)
+    assert message.startswith("the labelled split has 1 scene at label_ratio=5: 2 processes "
+                              "need at least 2 labelled scenes a step")
+    assert "raise label_ratio or synthetic_scenes" in message
+    assert "at most 1 process (torchrun --nproc_per_node=1)" in message
+    assert "batch_size" not in message
+
+    # a prepared (non-synthetic) dataset: no synthetic_scenes to raise
+    with pytest.raises(ValueError, match=r"has 1 scene at label_ratio=1: .*; raise label_ratio, "
+                                         r"or use at most 1 process") as err:
+        dist.check_batch_sizes([(split("labelled", "1", "scannet"), BatchStream(1, 2, seed=0))])
+    assert "synthetic_scenes" not in str(err.value)
+
+    # the unlabelled split of a TWIST round: too few scenes, and then a too small batch
+    enough = (split("labelled"), BatchStream(4, 2, seed=0))
+    with pytest.raises(ValueError, match="the unlabelled split has 1 scene at label_ratio=5: .*"
+                                         "lower label_ratio or raise synthetic_scenes"):
+        dist.check_batch_sizes([enough, (split("unlabelled"), BatchStream(1, 2, seed=1))])
+    with pytest.raises(ValueError, match="unlabelled_batch_size=1 gives 1 unlabelled scene.* "
+                                         "use unlabelled_batch_size >= 2"):
+        dist.check_batch_sizes([enough, (split("unlabelled"), BatchStream(8, 1, seed=1))])
+    dist.check_batch_sizes([enough, (split("unlabelled"), BatchStream(8, 2, seed=1))])
 
 
 # ---------------------------------------------------------------------------- training

@@ -15,7 +15,8 @@ from twist_lib.config import Config
 from twist_lib.data import gt_ids, read_meta
 from twist_lib.data.dataset import SceneDataset
 from twist_lib.evaluation import ClassSpec, evaluate_instances, semantic_scores
-from twist_lib.inference import (ScenePrediction, background_classes, cluster_prediction,
+from twist_lib.proposals import background_classes, cluster_prediction
+from twist_lib.inference import (ScenePrediction,
                                  evaluate_model, evaluate_predictions, mixed_proposals,
                                  predict_scene, recluster, true_class_probs)
 from twist_lib.synthetic import generate_dataset
@@ -224,8 +225,7 @@ def test_evaluate_predictions_equals_evaluate_model(data_root):
     assert 0 < from_model["AP"] < 1 and 0 < from_model["miou"] < 1
 
     scenes = [val[i] for i in range(len(val))]
-    preds = [predict_scene(model, s, meta, cfg.cluster_radius, cfg.cluster_min_points,
-                           cfg.voxel_size, cfg.use_xyz_features) for s in scenes]
+    preds = [predict_scene(model, s, meta, cfg) for s in scenes]
     for a, b in zip(preds, from_model["predictions"]):
         np.testing.assert_array_equal(a.proposal_ids, b.proposal_ids)
     result = evaluate_predictions(preds, scenes, spec, cfg.eval_min_region)
@@ -328,7 +328,7 @@ def test_cells_match_a_stable_argsort(branch, monkeypatch):
         for n in (1, 2, 50, 3000):
             key = rng.integers(0, 1 << top, n, dtype=np.int64)
             key[rng.random(n) < 0.3] = key[0]          # many ties
-            order, starts, counts, keys, strides = ng._cells([4, 5, 6], torch.from_numpy(key))
+            order, starts, counts, keys, strides = ng.sort_cells([4, 5, 6], torch.from_numpy(key))
             ref = np.argsort(key, kind="stable")
             uniq, first, size = np.unique(key[ref], return_index=True, return_counts=True)
             np.testing.assert_array_equal(order.numpy(), ref)

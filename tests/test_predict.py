@@ -20,12 +20,13 @@ from twist_lib.config import Config
 from twist_lib.data import load_scene, read_meta, save_scene
 from twist_lib.data.transforms import instance_offsets
 from twist_lib.evaluation import ClassSpec, evaluate_dirs, read_predictions
-from twist_lib.inference import (ScenePrediction, background_classes, evaluate_predictions,
+from twist_lib.checkpoints import load_weights, run_checkpoint
+from twist_lib.proposals import background_classes
+from twist_lib.inference import (ScenePrediction, evaluate_predictions,
                                  predict_scene, recluster, true_class_probs)
 from twist_lib.network import build_model
 from twist_lib.prepare.ply import write_ply
-from twist_lib.psi_training import build_psi
-from twist_lib.trainer import load_weights
+from twist_lib.recorrection import build_psi
 
 
 def _save(path: Path, **modules) -> Path:
@@ -161,8 +162,7 @@ def test_evaluator_on_the_files_scores_like_evaluate_predictions(runs, tmp_path,
     phi = build_model(cfg, meta)
     load_weights(phi, runs["twist"] / "round_1" / "checkpoints" / "final.pt")
     scenes = [load_scene(p) for p in paths]
-    preds = [predict_scene(phi, s, meta, cfg.cluster_radius, cfg.cluster_min_points, cfg.voxel_size,
-                           cfg.use_xyz_features, "cpu") for s in scenes]
+    preds = [predict_scene(phi, s, meta, cfg, "cpu") for s in scenes]
     _same_ap(from_files, evaluate_predictions(preds, scenes, spec, 5))
     assert evaluate_cli.main(["--gt", str(gt), "--pred", str(tmp_path / "out" / "pred"),
                               "--meta", str(runs["data"]), "--min-region-size", "5",
@@ -219,7 +219,7 @@ def test_recorrect_needs_a_checkpoint_with_psi(runs, tmp_path, capsys):
         err = capsys.readouterr().err
         assert "--recorrect" in err and "holds no Psi" in err and "final.pt" in err
     # round 1 (the default: round 2 has not finished) holds a Psi
-    assert pipeline.run_checkpoint(runs["twist"])[1] == 1
+    assert run_checkpoint(runs["twist"])[1] == 1
     assert _predict("--run", runs["twist"], "--scans", scan, "--out", tmp_path / "ok", "--recorrect") == 0
     assert (tmp_path / "ok" / "labels" / f"{scan.stem}.npy").is_file()
 

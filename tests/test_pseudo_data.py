@@ -18,7 +18,7 @@ from twist_lib.data.io import load_scene, scene_path
 from twist_lib.data.transforms import (Compose, ElasticDistortion, RandomCrop, RandomFlipX,
                                        RandomJitterMatrix, RandomRotateZ)
 from twist_lib.losses import phi_loss, split_phi_loss
-from twist_lib.pseudo_labels import pseudo_label_path, write_pseudo_labels
+from twist_lib.data.pseudo_files import pseudo_label_path, write_pseudo_labels
 
 IG = -100
 

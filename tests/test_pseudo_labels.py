@@ -10,10 +10,11 @@ import torch
 from twist_lib.data import DataFormatError, SceneDataset
 from twist_lib.data.splits import write_label_splits
 from twist_lib.evaluation.pseudo import PseudoLabelQuality
-from twist_lib.pseudo_labels import (LABEL_KEYS, make_pseudo_labels, pointwise_pseudo_labels,
-                                     proposal_pseudo_labels, pseudo_label_path,
-                                     pseudo_label_quality, read_pseudo_labels,
-                                     write_pseudo_labels)
+from twist_lib.data.pseudo_files import (LABEL_KEYS, pseudo_label_path, read_pseudo_labels,
+                                         write_pseudo_labels)
+from twist_lib.evaluation.pseudo import pseudo_dir_quality
+from twist_lib.pseudo_labels import (make_pseudo_labels, pointwise_pseudo_labels,
+                                     proposal_pseudo_labels)
 from twist_lib.synthetic import generate_dataset
 
 IG = -100
@@ -282,7 +283,7 @@ def test_writing_bad_labels_fails_before_touching_disk(tmp_path):
 
 
 # --------------------------------------------------------------------------- quality
-def test_offset_valid_in_pseudo_label_quality():
+def test_offset_valid_in_pseudo_dir_quality():
     gt_sem, gt_inst = [0, 1, 1, 2], [IG, 0, 0, 1]
     gt_off = np.zeros((4, 3))
     off = np.array([[9, 9, 9], [3, 4, 0], [0, 0, 0], [0, 6, 8]], float)
@@ -322,7 +323,7 @@ def write_from_gt(dataset, pseudo_dir, shift=(0.0, 0.0, 0.0), semantic=True):
 def test_quality_of_perfect_labels(unlabelled, tmp_path):
     assert len(unlabelled) == 6
     coverage = write_from_gt(unlabelled, tmp_path)
-    q = pseudo_label_quality(tmp_path, unlabelled, progress=True)
+    q = pseudo_dir_quality(tmp_path, unlabelled, progress=True)
     assert q["sem_acc"] == 1 and q["sem_macc"] == 1 and q["offset_error"] == 0
     assert q["coverage"] == pytest.approx(coverage) and 0 < coverage <= 1
     assert q["n_offset_scored"] > 0
@@ -336,7 +337,7 @@ def test_quality_of_perfect_labels(unlabelled, tmp_path):
 
 def test_quality_of_shifted_offsets_without_semantics(unlabelled, tmp_path):
     write_from_gt(unlabelled, tmp_path, shift=(0.3, 0.0, 0.4), semantic=False)
-    q = pseudo_label_quality(tmp_path, unlabelled)
+    q = pseudo_dir_quality(tmp_path, unlabelled)
     assert q["offset_error"] == pytest.approx(0.5, abs=1e-5) and q["coverage"] == 0
     assert all(r["offset_error"] == pytest.approx(0.5, abs=1e-5) for r in q["per_scene"])
 
@@ -346,7 +347,7 @@ def test_quality_missing_file_is_named(unlabelled, tmp_path):
     gone = pseudo_label_path(tmp_path, unlabelled.names[2])
     gone.unlink()
     with pytest.raises(FileNotFoundError, match=re.escape(str(gone))):
-        pseudo_label_quality(tmp_path, unlabelled)
+        pseudo_dir_quality(tmp_path, unlabelled)
 
 
 # --------------------------------------------------------------------------- extensions

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from twist_lib import recorrection, sparse
-from twist_lib.recorrection import (Psi, centre_samples, mutate_proposal, mutate_samples,
-                                    proposal_targets, psi_loss, sample_targets,
-                                    transform_samples, voxelize_samples)
+from twist_lib import object_samples, sparse
+from twist_lib.object_samples import (centre_samples, mutate_proposal, mutate_samples,
+                                      proposal_targets, sample_targets, transform_samples)
+from twist_lib.recorrection import Psi, psi_loss, voxelize_samples
 
 HAVE_ME = "minkowski" in sparse.available_backends()
 HAVE_SPCONV = "spconv" in sparse.available_backends()
@@ -204,8 +204,8 @@ def test_mutate_samples_equals_loop_and_stays_in_scene(per_axis, monkeypatch):
     ratios[0] = 1.0                                 # points on the box faces stay in
     ratios[7] = 0.05
     want = loop_of_mutate_proposal(xyz, scene, point_idx, sample_idx, p, ratios)
-    for chunk in (recorrection.MUTATE_CHUNK, 100):
-        monkeypatch.setattr(recorrection, "MUTATE_CHUNK", chunk)
+    for chunk in (object_samples.MUTATE_CHUNK, 100):
+        monkeypatch.setattr(object_samples, "MUTATE_CHUNK", chunk)
         new_p, new_s = mutate_samples(xyz, scene, point_idx, sample_idx, p, ratios)
         assert list(zip(new_p.tolist(), new_s.tolist())) == want
     sample_scene = torch.tensor([int(scene[point_idx[sample_idx == j][0]]) for j in range(p)])

@@ -1,4 +1,4 @@
-"""twist_lib.runs, twist_lib.pipeline, twist_lib.batch_runs and twist_lib.viz_rounds against
+"""twist_lib.runs, twist_lib.pipeline, twist_lib.book.batch and twist_lib.book.viz_rounds against
 hand-made run folders: the rounds table, the per-scene quality and its improvement order, pseudo
 labels per round, the pipeline's config, the batch runner (notebook execution stubbed) and its
 summary, the command line, the plots; and, on a tiny trained run, the benchmark files of a
@@ -14,10 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from twist_lib import batch_runs, pipeline, runs, viz, viz_rounds
+from twist_lib import pipeline, runs, viz
+from twist_lib.__main__ import main as twist_main
+from twist_lib.book import batch as batch_runs
+from twist_lib.book import viz_rounds
+from twist_lib.book.cli import main as book_main
 from twist_lib.config import Config
 from twist_lib.data.classes import IGNORE_INDEX
-from twist_lib.pseudo_labels import write_pseudo_labels
+from twist_lib.data.pseudo_files import write_pseudo_labels
 from twist_lib.self_training import ROUND_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,9 +196,8 @@ def test_gpu_profile_takes_the_dataset_yaml(monkeypatch):
 
 
 def test_run_pipeline_refuses_a_run_of_other_settings(tmp_path, monkeypatch):
-    import twist_lib.self_training as st
     calls = []
-    monkeypatch.setattr(st, "run_twist", lambda cfg, resume: calls.append(resume) or write_rounds(
+    monkeypatch.setattr(pipeline, "run_twist", lambda cfg, resume, root: calls.append(resume) or write_rounds(
         Path(cfg.run_dir), rounds_rows()))
     cfg = Config.for_profile("smoke", run_dir=str(tmp_path / "run"))
     assert [r["round"] for r in pipeline.run_pipeline(cfg)] == [0, 1, 2] and calls == [False]
@@ -288,14 +291,14 @@ def test_batch_command_line(tmp_path, monkeypatch, capsys):
     execute, seen = fake_execute()
     monkeypatch.setattr(batch_runs, "execute_pipeline", lambda job, profile, p, notebook=None: execute(job, profile, p))
     out = tmp_path / "batch"
-    code = runs.main(["batch", "--ratios", "1", "5", "--seeds", "0", "1", "--profile", "smoke",
+    code = book_main(["batch", "--ratios", "1", "5", "--seeds", "0", "1", "--profile", "smoke",
                       "--out", str(out), "-p", "rounds", "2", "-p", "recorrection", "false"])
     assert code == 0
     assert len(seen) == 4 and seen[0][2]["rounds"] == 2 and seen[0][2]["recorrection"] is False
     assert (out / "summary.csv").exists() and "summary.md" in capsys.readouterr().out
     execute, seen = fake_execute(fail_on={"1pct_seed0"})
-    assert runs.main(["batch", "--ratios", "1", "--out", str(tmp_path / "b2"), "--profile", "smoke"]) == 1
-    assert runs.main(["batch", "--ratios", "1", "--out", str(tmp_path / "b3"), "-p", "run_dir", "x"]) == 2
+    assert book_main(["batch", "--ratios", "1", "--out", str(tmp_path / "b2"), "--profile", "smoke"]) == 1
+    assert book_main(["batch", "--ratios", "1", "--out", str(tmp_path / "b3"), "-p", "run_dir", "x"]) == 2
 
 
 def test_execute_pipeline_hands_the_job_to_run_notebooks(tmp_path, monkeypatch):
@@ -305,7 +308,7 @@ def test_execute_pipeline_hands_the_job_to_run_notebooks(tmp_path, monkeypatch):
     def run_notebooks(notebooks, profile, out_dir, parameters):
         got.update(notebooks=notebooks, profile=profile, out_dir=out_dir, parameters=parameters)
         return book.RunResult(Path(out_dir), profile, {"pipeline.ipynb": 12.5})
-    monkeypatch.setattr(book, "run_notebooks", run_notebooks)
+    monkeypatch.setattr(batch_runs, "run_notebooks", run_notebooks)
     monkeypatch.chdir(ROOT)
     job = batch_runs.batch_jobs([10], [2], tmp_path)[0]
     assert batch_runs.execute_pipeline(job, "cpu", {"rounds": 1}) == 12.5
@@ -315,13 +318,13 @@ def test_execute_pipeline_hands_the_job_to_run_notebooks(tmp_path, monkeypatch):
 
 def test_rounds_and_scenes_commands(tmp_path, quality_run, capsys):
     write_rounds(quality_run, rounds_rows())
-    assert runs.main(["rounds", str(quality_run)]) == 0
+    assert twist_main(["runs", "rounds", str(quality_run)]) == 0
     out = capsys.readouterr().out
     assert "| 1 | 20.0 | 40.0 |" in out and "| round | AP |" in out
-    assert runs.main(["scenes", str(quality_run), "--top", "2"]) == 0
+    assert twist_main(["runs", "scenes", str(quality_run), "--top", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[1].startswith("| b | 0.45")
-    assert runs.main(["rounds", str(tmp_path / "none")]) == 2
+    assert twist_main(["runs", "rounds", str(tmp_path / "none")]) == 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -442,6 +445,6 @@ def test_export_predictions_scores_like_the_run(trained_run, tmp_path):
 
 
 def test_predict_command_prints_the_evaluate_line(trained_run, tmp_path, capsys):
-    assert runs.main(["predict", trained_run.run_dir, "--out", str(tmp_path / "b")]) == 0
+    assert twist_main(["runs", "predict", trained_run.run_dir, "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
     assert f"--gt {tmp_path / 'b' / 'gt'} --pred {tmp_path / 'b' / 'pred'}" in out

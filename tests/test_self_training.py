@@ -15,7 +15,7 @@ import torch
 
 from twist_lib.config import Config
 from twist_lib.data import load_scene, read_meta, save_scene, scene_path
-from twist_lib.pseudo_labels import read_pseudo_labels
+from twist_lib.data.pseudo_files import read_pseudo_labels
 from twist_lib.self_training import run_twist
 
 ROOT = Path(__file__).resolve().parents[1]

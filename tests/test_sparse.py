@@ -342,3 +342,15 @@ def test_backend_on_cuda_matches_cpu(backend):
     out = run_unet(net.cuda(), sparse.SparseTensor(coords.cuda(), feats.detach().cuda(),
                                                    backend=backend))
     assert_close(out.cpu(), expected.detach(), rtol=1e-10)
+
+
+def test_kernel_map_counts_pairs_and_flops_by_hand():
+    """Two face-adjacent voxels and one far away: the identity gives 3 pairs, the two
+    neighbours see each other through one offset each (2 pairs); the down map of 3 voxels has
+    3 pairs. FLOPs = 2 x pairs x C_in x C_out (the roofline's count)."""
+    coords = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 1], [0, 5, 5, 5]], dtype=torch.int32)
+    x = sparse.SparseTensor(coords, torch.zeros(3, 1), backend="torch")
+    subm = torch_backend.submanifold_map(x.manager, 1, 3)
+    assert subm.num_pairs() == 5 and subm.flops(3, 4) == 2 * 5 * 3 * 4
+    down = torch_backend.down_map(x.manager, 1)
+    assert down.num_pairs() == 3 and down.transposed().num_pairs() == 3

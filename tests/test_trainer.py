@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from twist_lib.config import Config
+from twist_lib.hooks import HookBase, StepTimer
 from twist_lib.data import DataFormatError
 from twist_lib.inference import evaluate_model
 from twist_lib.network import Phi
@@ -187,6 +188,93 @@ def test_cli_data_generates_the_benchmark_of_a_config(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "twist_lib", "data", "--profile", "smoke",
                           f"data_root={tmp_path / 'e'}", "synthetic_scenes=0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "n_scenes must be at least 1" in bad.stderr
+
+
+class Recorder(HookBase):
+    """Appends ``(name, event, step)`` to a shared list at every hook call (after a step, also
+    whether the step's losses are there)."""
+
+    def __init__(self, name, calls):
+        self.name, self.calls = name, calls
+
+    def before_train(self):
+        self.calls.append((self.name, "before_train", self.trainer.step))
+
+    def after_train(self):
+        self.calls.append((self.name, "after_train", self.trainer.step))
+
+    def before_step(self):
+        self.calls.append((self.name, "before_step", self.trainer.step))
+
+    def after_step(self):
+        self.calls.append((self.name, "after_step", self.trainer.step,
+                           "loss" in self.trainer.last_losses))
+
+
+def test_hooks_are_called_once_per_training_and_around_every_step(data_root, tmp_path):
+    calls = []
+
+    class OnlyRecorder(Trainer):
+        def build_hooks(self):  # no default hooks: no log, no validation, no checkpoints
+            return [Recorder("built", calls)]
+
+    trainer = OnlyRecorder(smoke_cfg(data_root, tmp_path / "r", steps=3))
+    trainer.register_hooks([Recorder("added", calls)])  # runs after the built ones
+    assert trainer.fit() == {}
+    expected = [("before_train", 0),
+                ("before_step", 0), ("after_step", 1, True),
+                ("before_step", 1), ("after_step", 2, True),
+                ("before_step", 2), ("after_step", 3, True),
+                ("after_train", 3)]
+    assert calls == [(name, *call) for call in expected for name in ("built", "added")]
+    assert not (tmp_path / "r/log.csv").exists() and not (tmp_path / "r/checkpoints").exists()
+
+
+def test_default_hooks_write_the_run_folder_as_fit_always_did(data_root, tmp_path):
+    """7 steps, log_every 2, val_every 3, ckpt_every 3: loss rows at 2, 4, 6 and the last step
+    7; validations at 3 and 6 (not at 7, the last step) merged into those steps' rows (step 3
+    has no loss row); then one row of the final validation; last.pt at 3, 6, 7 and final.pt."""
+    saves = []
+
+    class Counting(Trainer):
+        def save_checkpoint(self, name="last.pt"):
+            saves.append((name, self.step))
+            return super().save_checkpoint(name)
+
+    cfg = smoke_cfg(data_root, tmp_path / "r", steps=7, log_every=2, val_every=3, ckpt_every=3,
+                    val_scenes=2)
+    metrics = Counting(cfg).fit()
+    rows = list(csv.DictReader(open(tmp_path / "r/log.csv")))
+    assert [r["step"] for r in rows] == ["2", "3", "4", "6", "7", "7"]
+    assert [bool(r["loss"]) for r in rows] == [True, False, True, True, True, False]
+    assert [bool(r["val_AP50"]) for r in rows] == [False, True, False, True, False, True]
+    header = list(rows[0])
+    assert header[:4] == ["step", "time_s", "lr", "loss"]
+    assert header.index("offset_dir") < header.index("val_AP") and "gpu_mem_gib" not in header
+    assert float(rows[0]["lr"]) == pytest.approx(cfg.lr * (1 - 1 / 7) ** cfg.poly_power)  # step 2
+    assert float(rows[4]["lr"]) == pytest.approx(cfg.lr * (1 - 6 / 7) ** cfg.poly_power)  # step 7
+    assert float(rows[-1]["val_AP50"]) == round(metrics["AP50"], 5)
+    assert float(rows[-1]["val_miou"]) == round(metrics["miou"], 5)
+    assert saves == [("last.pt", 3), ("last.pt", 6), ("last.pt", 7), ("final.pt", 7)]
+    for name in ("last.pt", "final.pt"):
+        assert torch.load(tmp_path / "r/checkpoints" / name, weights_only=False)["step"] == 7
+    written = json.loads((tmp_path / "r/metrics.json").read_text())
+    assert written["AP50"] == metrics["AP50"] and written["miou"] == metrics["miou"]
+    assert written["num_scenes"] == 2 and (tmp_path / "r/config.yaml").exists()
+
+
+def test_step_timer_records_one_duration_per_step(data_root, tmp_path):
+    timer = StepTimer(sync=True)  # sync: a no-op on the CPU
+
+    class Timed(Trainer):
+        def build_hooks(self):
+            return [timer, *super().build_hooks()]
+
+    Timed(smoke_cfg(data_root, tmp_path / "r", steps=3, ckpt_every=3)).fit()
+    assert timer.steps == [1, 2, 3]
+    assert len(timer.step_s) == len(timer.data_s) == len(timer.total_s) == 3
+    assert all(s > 0 for s in timer.step_s) and all(d > 0 for d in timer.data_s)
+    assert timer.total_s == [d + s for d, s in zip(timer.data_s, timer.step_s)]
 
 
 class OracleModel(torch.nn.Module):

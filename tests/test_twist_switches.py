@@ -24,16 +24,18 @@ import pytest
 import torch
 from torch import nn
 
-import twist_lib.inference as inference
 import twist_lib.psi_training as psi_training
+import twist_lib.self_training as self_training
 from twist_lib.config import Config
 from twist_lib.data.batch import collate
 from twist_lib.data.dataset import SceneDataset
 from twist_lib.data.io import make_meta, save_scene, scene_path, write_meta
 from twist_lib.inference import evaluate_model
-from twist_lib.pseudo_labels import pseudo_label_path, read_pseudo_labels, write_pseudo_labels
-from twist_lib.psi_training import (Samples, augment_and_score, build_psi, module_a_proposals,
-                                    psi_features, training_samples)
+from twist_lib.data.pseudo_files import pseudo_label_path, read_pseudo_labels, write_pseudo_labels
+from twist_lib.object_samples import Samples
+from twist_lib.proposals import propose
+from twist_lib.psi_training import augment_and_score, training_samples
+from twist_lib.recorrection import build_psi, psi_features
 from twist_lib.self_training import RoundTrainer, pseudo_label_split
 
 IG = -100
@@ -325,10 +327,13 @@ def test_semantic_to_offset_off_joins_touching_classes(tmp_path):
     offset = torch.from_numpy(s["offset"])
 
     def sets(cfg):
-        samples, per_scene = module_a_proposals(batch, probs, offset, [0], cfg, BACKGROUND)
+        out = {"semantic_logits": torch.log(probs.clamp_min(1e-12)), "offset": offset,
+               "features": torch.zeros(len(probs), 1)}   # softmax(log p) = p
+        props = propose(out, batch, cfg, BACKGROUND)
+        samples = props.samples
         members = [sorted(samples.point_idx[samples.sample_idx == j].tolist())
                    for j in range(samples.n)]
-        return members, per_scene[0][1].classes.tolist()
+        return members, props.majority_class.tolist()
 
     part = {k: v.tolist() for k, v in s["part"].items()}
     guided, classes = sets(cfg_for(tmp_path, semantic_to_offset=True))
@@ -664,7 +669,7 @@ def test_round_trainer_switches(data_root, tmp_path, monkeypatch, ttr):
     trainer = RoundTrainer(cfg, 1, tmp_path / "run", pseudo_dir=pseudo_dir)
     assert trainer.models["psi"].in_channels == (6 if ttr else 3 + trainer.models["phi"].size.m)
     captured = {}
-    monkeypatch.setattr(inference, "evaluate_model",
+    monkeypatch.setattr(self_training, "evaluate_model",
                         lambda *a, **k: captured.update(k) or {"AP50": 0.0})
     trainer.validate()
     assert (captured["psi"] is trainer.models["psi"]) if ttr else captured["psi"] is None

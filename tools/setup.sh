@@ -40,4 +40,9 @@ else
   where=--user
 fi
 "$PY" -m ipykernel install $where --name python3 --display-name "Python 3 (twist)" >/dev/null
+# The JavaScript that draws the book's ipywidgets offline (require.js and the ipywidgets embed
+# bundle, pinned; into third_party/widgets_js, which the book copies into its _static). Without
+# it the rest works, and the book build tries the fetch again and fails if it cannot.
+PYTHON="$PY" bash tools/widgets_js.sh \
+  || echo "warning: tools/widgets_js.sh failed (npm registry unreachable?): the book will not build" >&2
 echo "setup done: $("$PY" -c 'import twist_lib, torch; print("twist_lib", twist_lib.__version__, "torch", torch.__version__)')"

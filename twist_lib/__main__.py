@@ -10,6 +10,10 @@
     python -m twist_lib evaluate --gt GT --pred PRED     # the ScanNet benchmark (twist_lib.evaluate)
     python -m twist_lib predict --run RUN --scans PATH [PATH ...] --out DIR [--round T] [--recorrect]
     (instances on your own .ply / .npz scans: benchmark files, labels and HTML views; twist_lib.predict)
+    python -m twist_lib runs rounds RUN                  # the rounds table of a TWIST run folder
+    python -m twist_lib runs scenes RUN [--top N]        # per-scene pseudo-label quality, most improved first
+    python -m twist_lib runs predict RUN [--round T] [--split val] [--out DIR]
+    (the benchmark files of a round's model on a split, then the `evaluate` line for them)
 """
 from __future__ import annotations
 
@@ -84,6 +88,46 @@ def _predict_parser(sub):
     p.set_defaults(func=_predict)
 
 
+def _runs(args) -> int:
+    from .runs import read_rounds, rounds_markdown, scene_quality, table_cell
+    if args.runs_command == "rounds":
+        print(rounds_markdown(read_rounds(args.run)))
+    elif args.runs_command == "scenes":
+        rows = scene_quality(args.run, by=args.by)
+        print(f"| scene | change of {args.by} | " + " | ".join(
+            f"round {t}" for t in sorted({t for r in rows for t in r["rounds"]})) + " |")
+        for row in rows[:args.top]:
+            print(f"| {row['name']} | {table_cell(row['improvement'])} | "
+                  + " | ".join(table_cell(row[args.by][t]) for t in row["rounds"]) + " |")
+    elif args.runs_command == "predict":
+        from .pipeline import export_predictions
+        from .runs import dataset_folder, run_config
+        out = export_predictions(args.run, args.round, args.split, args.out, args.device)
+        data = dataset_folder(run_config(args.run), args.run)
+        print(f"benchmark files: {out}\n  python -m twist_lib.evaluate --gt {out / 'gt'} "
+              f"--pred {out / 'pred'} --meta {data}")
+    return 0
+
+
+def _runs_parser(sub):
+    p = sub.add_parser("runs", help="read a TWIST run folder: rounds, per-scene quality, "
+                                    "benchmark files of a round")
+    runs = p.add_subparsers(dest="runs_command", required=True)
+    r = runs.add_parser("rounds", help="the rounds table of a run folder")
+    r.add_argument("run")
+    s = runs.add_parser("scenes", help="per-scene pseudo-label quality, most improved first")
+    s.add_argument("run")
+    s.add_argument("--top", type=int, default=20, help="scenes shown (default 20)")
+    s.add_argument("--by", default="sem_acc", choices=["sem_acc", "coverage", "offset_error"])
+    e = runs.add_parser("predict", help="benchmark files of a round's model on a split")
+    e.add_argument("run")
+    e.add_argument("--round", type=int, default=None, help="round (default: the last finished)")
+    e.add_argument("--split", default="val")
+    e.add_argument("--out", default=None, help="default RUN/benchmark_round<t>_<split>")
+    e.add_argument("--device", default=None, help="default: the run's device")
+    p.set_defaults(func=_runs)
+
+
 def _job_parser(sub, name: str, help: str):
     """A subcommand that builds one Config: ``--config``, ``--profile`` and ``key=value``."""
     p = sub.add_parser(name, help=help)
@@ -120,6 +164,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=_config)
     sub.add_parser("evaluate", help="ScanNet-benchmark evaluation of prediction files")
     _predict_parser(sub)
+    _runs_parser(sub)
     args, rest = parser.parse_known_args(argv)
     # key=value overrides may come after an option (`... --resume steps=10`): argparse leaves
     # those over; anything else left over is an error as usual

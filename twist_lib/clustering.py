@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .neighbour_graph import (_cell_keys, _cells, _component_per_point,
-                              _component_per_point_kdtree, _mean_cell_mates)
+from .neighbour_graph import (cell_keys, sort_cells, component_per_point,
+                              component_per_point_kdtree, mean_cell_mates)
 
 BACKENDS = ("auto", "scipy", "torch")
 SEARCHES = ("auto", "grid", "kdtree")
@@ -91,16 +91,16 @@ def semantic_bfs(points, classes, radius: float, min_points: int, ignore_classes
     ids = torch.full((len(cls),), -1, dtype=torch.int64, device=cls.device)
     if len(fg):
         xyz, cls = xyz[fg], cls[fg]
-        cells = _cells(*_cell_keys(xyz, cls, float(radius)))
+        cells = sort_cells(*cell_keys(xyz, cls, float(radius)))
         if search == "auto":
             search = "grid"
             if xyz.device.type == "cpu" and backend == "scipy":
-                if _mean_cell_mates(cells[2]) <= _KDTREE_MAX_CELL_MATES:
+                if mean_cell_mates(cells[2]) <= _KDTREE_MAX_CELL_MATES:
                     search = "kdtree"
         if search == "kdtree":
-            labels = _component_per_point_kdtree(xyz, cls, cells[0], float(radius), r2)
+            labels = component_per_point_kdtree(xyz, cls, cells[0], float(radius), r2)
         else:
-            labels = _component_per_point(xyz, cells, r2, backend, chunk_pairs, progress)
+            labels = component_per_point(xyz, cells, r2, backend, chunk_pairs, progress)
         ids[fg] = _number_clusters(labels, fg, min_points)
     return ids if isinstance(points, torch.Tensor) else ids.numpy()
 

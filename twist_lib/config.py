@@ -240,23 +240,15 @@ PROFILES: dict[str, dict] = {
     # cpu: the synthetic cpu-size scenes have ~6 cm point spacing, so 5 cm voxels (not the paper's
     # 2 cm, which leaves most voxels without neighbours) and a clustering radius of 8 cm, above that
     # spacing; 1500 scenes = 1200 train / 300 val, about ScanNet's 1201 / 312, so 5 % is 60
-    # labelled scenes as in the paper; xyz features and no elastic distortion. Measured on this
-    # benchmark (1000-step runs, AP50 on 48 val scenes after 500 steps): 0.30 with these
-    # settings, 0.06 with PointGroup's elastic distortion, 0.08 without xyz features.
+    # labelled scenes as in the paper; xyz features and no elastic distortion (why, measured:
+    # bench/NOTES.md, "Why the cpu profile's settings").
     "cpu": dict(data_root="data/synthetic_cpu", synthetic_scenes=1500, model_size="small",
                 voxel_size=0.05, cluster_radius=0.08, use_xyz_features=True, elastic=False,
                 steps=2000, batch_size=4, val_every=500, ckpt_every=100, val_scenes=0,
                 # TWIST rounds: the paper trains 10k steps per round with Psi at lr 0.005; here a
-                # round is 250 steps (pseudo-labelling 3 min, training and validation 12.5 min on
-                # 2 cores next to another job, so round 0 from a Sup-only run plus 3 rounds take
-                # 53 min) and Psi starts from a Sup-only model with 400 steps, so Psi learns at
-                # 0.02. Measured (bench/psi_quality.py, frozen 5 % Phi, 30 val scenes): after 150
-                # steps lr 0.005 kept proposals with precision 0.63 and a class accuracy below
-                # the majority vote (0.85 vs 0.89); lr 0.02 after 400 steps: precision 0.71
-                # (majority score 0.62), class accuracy equal to the majority vote (0.96).
-                # Phi restarts each round at 0.02, not at lr = 0.1: a restart at 0.1 first undoes
-                # round 0 (offset loss 0.59 vs 0.24 after 20 steps) and 250 steps do not recover
-                # it (5 %, round 1, seed 0: val AP50 0.829 at 0.1, 0.836 at 0.02; round 0 0.820).
+                # round is 250 steps, Psi starts from a Sup-only model with 400 steps at lr 0.02,
+                # and Phi restarts each round at 0.02, not 0.1 (why, measured: bench/NOTES.md,
+                # "Why the cpu profile's settings").
                 rounds=3, steps_per_round=250, round_lr=0.02, psi_init_steps=400, psi_lr=0.02),
     "gpu": dict(data_root="data/synthetic_scannet", synthetic_size="scannet", synthetic_scenes=600,
                 model_size="paper", steps=10000, batch_size=4, val_every=2000, ckpt_every=500,

@@ -217,10 +217,48 @@ def average_gradients(optimizers) -> None:
 
 
 def check_batch_sizes(sources) -> None:
-    """Every step must give each rank at least one scene of each source."""
+    """Every step must give each rank at least one scene of each source; a ``ValueError`` that
+    names what limits the step's scenes and the fix otherwise.
+
+    ``sources`` are the trainer's ``(dataset, BatchStream)`` pairs (the labelled split first, a
+    TWIST round's unlabelled split second). A stream's batch is the configured batch size capped
+    at its split's size (:class:`twist_lib.trainer.BatchStream`), so a step with fewer scenes than
+    processes has one of two causes, and the message names the one that applies:
+
+    * the split itself has fewer scenes than processes (e.g. the smoke profile's 12 synthetic
+      scenes at ``label_ratio=5``: 1 labelled scene), which no batch size can fix: the message
+      gives the split's size and label ratio and says to raise ``label_ratio`` (labelled split)
+      or lower it (unlabelled split), to raise ``synthetic_scenes`` (synthetic data only), or to
+      start fewer processes;
+    * the split is large enough but ``batch_size`` (labelled) or ``unlabelled_batch_size`` is
+      below the number of processes: the message says to raise that option.
+    """
     n = world_size()
-    for k, (_, stream) in enumerate(sources):
-        if stream.bs < n:
-            what = "batch_size" if k == 0 else "unlabelled_batch"
-            raise ValueError(f"{what} gives {stream.bs} scene(s) a step, fewer than the {n} "
-                             f"processes that share it; use {what} >= {n} (ideally a multiple)")
+    for k, (dataset, stream) in enumerate(sources):
+        if stream.bs >= n:
+            continue
+        split = getattr(dataset, "split", None) or ("labelled" if k == 0 else "unlabelled")
+        option = "batch_size" if k == 0 else "unlabelled_batch_size"
+        if stream.n >= n:  # the split has enough scenes: the batch size is what limits the step
+            raise ValueError(
+                f"{option}={stream.bs} gives {stream.bs} {split} scene(s) a step, fewer than the "
+                f"{n} processes that share it; use {option} >= {n} (ideally a multiple of {n}), "
+                f"or fewer processes")
+        ratio = getattr(dataset, "label_ratio", None)
+        at = f" at label_ratio={ratio}" if ratio is not None and split != "val" else ""
+        synthetic = (getattr(dataset, "meta", None) or {}).get("name") == "synthetic"
+        if split == "labelled":
+            fix = "raise label_ratio or synthetic_scenes" if synthetic else "raise label_ratio"
+        elif split == "unlabelled":
+            fix = ("lower label_ratio or raise synthetic_scenes" if synthetic
+                   else "lower label_ratio")
+        else:
+            fix = "raise synthetic_scenes" if synthetic else "use a larger dataset"
+        if stream.bs < stream.n:  # the batch size is below the process count as well
+            fix += f" (and set {option} >= {n})"
+        scenes = "scene" if stream.n == 1 else "scenes"
+        processes = "1 process" if stream.n == 1 else f"{stream.n} processes"
+        raise ValueError(
+            f"the {split} split has {stream.n} {scenes}{at}: {n} processes need at least {n} "
+            f"{split} scenes a step (one each); {fix}, or use at most {processes} "
+            f"(torchrun --nproc_per_node={stream.n})")

@@ -1,16 +1,14 @@
 """Inference of the baseline: Phi's per-point predictions -> instances with scores -> benchmark.
 
-Test time (paper Sec. 3): Phi predicts a class and an offset per point; module A
-(:func:`twist_lib.clustering.semantic_bfs`) groups same-class shifted points ``p + o_hat`` into
-proposals; each proposal becomes an instance with the majority class of its points and, as its
-score, the mean probability of that class over its points
-(:func:`twist_lib.clustering.proposals_from_ids`).
+Test time (paper Sec. 3): Phi predicts a class and an offset per point; module A groups
+same-class shifted points ``p + o_hat`` into proposals; each proposal becomes an instance with
+the majority class of its points and, as its score, the mean probability of that class over its
+points. That step is :func:`twist_lib.proposals.propose`, shared with pseudo-labelling.
 
-- :func:`cluster_prediction`   module A on one scene's prediction (guided or class-agnostic)
 - :func:`recluster`            module A again on a stored :class:`ScenePrediction`, e.g. with
   the one-hot true classes of :func:`true_class_probs`; :func:`mixed_proposals` counts its
   proposals that join objects of different classes
-- :func:`predict_scene`        Phi + module A on one scene
+- :func:`predict_scene`        Phi + module A (+ Psi) on one scene
 - :func:`evaluate_predictions` the benchmark (AP, mIoU, mAcc) of stored predictions
 - :func:`evaluate_model`       both of the above over a dataset
 """
@@ -22,10 +20,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .clustering import Proposals, proposals_from_ids, semantic_bfs
 from .data import gt_ids
-from .data.batch import collate
+from .data.batch import collate, to_device
 from .evaluation import MIN_REGION_SIZE, ClassSpec, ConfusionMatrix, InstanceEvaluator
+from .proposals import background_classes, cluster_prediction, propose
 
 
 @dataclass
@@ -48,45 +46,6 @@ class ScenePrediction:
         masks = self.proposal_ids[None, :] == np.arange(len(self.classes))[:, None]
         return {"masks": masks, "class_ids": spec.to_benchmark_id(self.classes),
                 "scores": self.scores}
-
-
-def to_device(batch: dict, device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
-def background_classes(meta: dict) -> list[int]:
-    """Semantic classes that are never instances (ScanNet: wall, floor): module A skips them
-    (:attr:`~twist_lib.evaluation.ClassSpec.background_ids` of the ``meta.json`` dict)."""
-    return list(ClassSpec.from_meta(meta).background_ids)
-
-
-def cluster_prediction(xyz, probs, offset, background, radius: float, min_points: int,
-                       class_agnostic: bool = False):
-    """Module A on one scene's prediction (paper Sec. 3 and 4.1): ``(proposal_ids, Proposals)``.
-
-    ``xyz``, ``offset`` (N, 3) and ``probs`` (N, K) (NumPy or tensors). Points whose predicted
-    class is not in ``background`` are clustered on their shifted coordinates ``xyz + offset``;
-    guided (the default) joins only points of the same predicted class, ``class_agnostic``
-    joins foreground points of any class (the paper's "semantic-to-offset off" ablation,
-    Table 5). Each proposal's class is the majority of its points' predicted classes and its
-    score the mean probability of that class (:func:`~twist_lib.clustering.proposals_from_ids`).
-    """
-    as_numpy = not isinstance(probs, torch.Tensor)
-    probs_t = torch.as_tensor(probs)
-    shifted = torch.as_tensor(xyz, device=probs_t.device) + torch.as_tensor(offset, device=probs_t.device)
-    classes = probs_t.argmax(1)
-    if class_agnostic:
-        bg = torch.as_tensor(list(background), dtype=torch.int64, device=classes.device)
-        classes = torch.where(torch.isin(classes, bg), torch.full_like(classes, -100),
-                              torch.zeros_like(classes))
-        background = ()
-    ids = semantic_bfs(shifted, classes, radius, min_points, ignore_classes=background)
-    props = proposals_from_ids(ids, probs_t)
-    if as_numpy:
-        ids = ids.cpu().numpy()
-        props = Proposals(*(None if t is None else t.cpu().numpy() for t in
-                            (props.offsets, props.indices, props.classes, props.scores)))
-    return ids, props
 
 
 def recluster(pred: ScenePrediction, radius: float, min_points: int, background,
@@ -137,34 +96,25 @@ def mixed_proposals(pred: ScenePrediction, scene: dict, min_fraction: float = 0.
 
 
 @torch.no_grad()
-def predict_scene(model, scene: dict, meta: dict, radius: float = 0.03, min_points: int = 50,
-                  voxel_size: float = 0.02, use_xyz_features: bool = False,
-                  device=None, psi=None, psi_input: str = "features") -> ScenePrediction:
-    """Run Phi on one scene dict and cluster its foreground into proposals (module A).
+def predict_scene(model, scene: dict, meta: dict, cfg, device=None, psi=None) -> ScenePrediction:
+    """Run Phi on one scene dict and cluster its foreground into proposals (module A,
+    :func:`~twist_lib.proposals.propose`, always semantic-guided as at test time).
 
-    With ``psi`` (test-time re-correction, paper Sec. 5.3), the re-correction network re-labels
-    every proposal with its own class and scores it with its certainty ``v_j``; ``psi_input``
-    says what it reads besides xyz ("features": Phi's backbone features, or "rgb")."""
+    ``cfg`` supplies the voxel size, the input features, the clustering radius and minimum
+    size, and Psi's input. With ``psi`` (test-time re-correction, paper Sec. 5.3), the
+    re-correction network re-labels every proposal with its own class and scores it with its
+    certainty ``v_j``."""
     device = device or next(model.parameters()).device
-    batch = to_device(collate([scene], voxel_size=voxel_size, use_xyz_features=use_xyz_features),
-                      device)
+    batch = to_device(collate([scene], voxel_size=cfg.voxel_size,
+                              use_xyz_features=cfg.use_xyz_features), device)
     was_training = model.training
     model.eval()
     out = model(batch)
     model.train(was_training)
-    probs = torch.softmax(out["semantic_logits"].float(), dim=1)
-    offset = out["offset"].float()
-    ids, props = cluster_prediction(batch["xyz"], probs, offset, background_classes(meta),
-                                    radius, min_points)
-    if psi is not None and len(props):
-        from .psi_training import Samples, recorrect
-        rows = torch.nonzero(ids >= 0).squeeze(1)
-        feats = out["features"] if psi_input == "features" else batch["rgb"]
-        classes, scores = recorrect(psi, batch["xyz"], feats, Samples(rows, ids[rows], len(props)))
-        props = replace(props, classes=classes, scores=scores)
+    props = propose(out, batch, cfg, background_classes(meta), psi=psi, guided=True)
     return ScenePrediction(
-        name=scene["name"], xyz=batch["xyz"].cpu().numpy(), probs=probs.cpu().numpy(),
-        offset=offset.cpu().numpy(), proposal_ids=ids.cpu().numpy(),
+        name=scene["name"], xyz=batch["xyz"].cpu().numpy(), probs=props.probs.cpu().numpy(),
+        offset=props.offset.cpu().numpy(), proposal_ids=props.scene_ids(batch, 0).cpu().numpy(),
         classes=props.classes.cpu().numpy(), scores=props.scores.cpu().numpy())
 
 
@@ -211,9 +161,7 @@ def evaluate_model(model, dataset, meta: dict, cfg, device=None, max_scenes: int
     def predicted():
         for i in tqdm(range(n), desc="evaluate", disable=not cfg.progress, leave=False):
             scene = dataset[i]
-            pred = predict_scene(model, scene, meta, cfg.cluster_radius, cfg.cluster_min_points,
-                                 cfg.voxel_size, cfg.use_xyz_features, device, psi=psi,
-                                 psi_input=getattr(cfg, "psi_input", "features"))
+            pred = predict_scene(model, scene, meta, cfg, device, psi=psi)
             if keep_predictions:
                 kept.append(pred)
             yield pred, scene

@@ -96,9 +96,9 @@ _NUMPY_ON_CPU = True
 _HALF_XY = tuple((dx, dy) for dx in range(3) for dy in range(-2, 3) if dx > 0 or dy >= 0)
 
 
-def _component_per_point(xyz, cells, r2, backend, chunk_pairs, progress):
+def component_per_point(xyz, cells, r2, backend, chunk_pairs, progress):
     """Grid search: component label (in ``0..N-1``) of every point of the same-class
-    ``d^2 < r^2`` graph, given the points' cells (:func:`_cells`)."""
+    ``d^2 < r^2`` graph, given the points' cells (:func:`sort_cells`)."""
     order, starts, counts, keys, strides = cells
     xyz = xyz[order]                      # points grouped by cell from here on
     lo, hi = _cell_boxes(xyz, counts)
@@ -117,7 +117,7 @@ def _component_per_point(xyz, cells, r2, backend, chunk_pairs, progress):
     return labels
 
 
-def _cell_keys(xyz, cls, radius):
+def cell_keys(xyz, cls, radius):
     """Step 1's (class, cell) key of every point.
 
     Returns ``(dims, key)``: the grid's size per axis (cells shifted to start at 0, plus two
@@ -132,7 +132,7 @@ def _cell_keys(xyz, cls, radius):
 
 
 def _cell_keys_torch(xyz, cls, side, radius):
-    """:func:`_cell_keys` in torch operations (any device)."""
+    """:func:`cell_keys` in torch operations (any device)."""
     cell = torch.floor(xyz / side)
     low, high = torch.aminmax(cell, dim=0)
     _check_cell_range(low.tolist(), high.tolist(), xyz, radius)
@@ -147,7 +147,7 @@ def _cell_keys_torch(xyz, cls, side, radius):
 
 
 def _cell_keys_numpy(xyz, cls, side, radius):
-    """:func:`_cell_keys` in NumPy for CPU input (axes as contiguous rows); returns a tensor."""
+    """:func:`cell_keys` in NumPy for CPU input (axes as contiguous rows); returns a tensor."""
     cell = np.divide(xyz.T, side, order="C")   # (3, N)
     np.floor(cell, out=cell)
     low, high = cell.min(1), cell.max(1)
@@ -179,12 +179,12 @@ def _check_grid_size(n_classes, dims, radius):
                          "large for 64-bit keys; the points span too wide a region")
 
 
-def _mean_cell_mates(counts) -> float:
+def mean_cell_mates(counts) -> float:
     """Mean over the points of how many points share their (class, cell): ``sum n_c^2 / N``."""
     return float((counts * counts).sum()) / float(counts.sum())
 
 
-def _cells(dims, key):
+def sort_cells(dims, key):
     """Sort points by (class, cell) key.
 
     Returns the sorting permutation (stable: ties in point order), each cell's first sorted
@@ -200,7 +200,7 @@ def _cells(dims, key):
 
 
 def _sort_cells_numpy(key):
-    """:func:`_cells` for smaller CPU input: a least-significant-digit radix sort of the
+    """:func:`sort_cells` for smaller CPU input: a least-significant-digit radix sort of the
     (non-negative) keys, one stable NumPy sort of 16-bit digits (itself a radix sort) per pass."""
     order = np.arange(len(key))
     for shift in range(0, int(key.max()).bit_length(), 16):
@@ -351,9 +351,9 @@ def _components_torch(n, u, v):
             parent = grand
 
 
-def _component_per_point_kdtree(xyz, cls, order, radius, r2):
+def component_per_point_kdtree(xyz, cls, order, radius, r2):
     """k-d tree search (CPU): component label of every point of the same-class ``d^2 < r^2``
-    graph. The points are visited in ``order`` (sorted by class, then cell: :func:`_cells`), so
+    graph. The points are visited in ``order`` (sorted by class, then cell: :func:`sort_cells`), so
     that each class is one slice with its own tree (no cross-class pairs) and for memory
     locality; each slice's edges come from :func:`_class_edges`."""
     o = order.numpy()

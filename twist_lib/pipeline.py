@@ -4,10 +4,11 @@ files of a trained round.
 ``book/pipeline.ipynb`` is that job: it builds its config with :func:`pipeline_config` (profile,
 the dataset's YAML at ``gpu``, the page's parameters) and trains, resumes or reads back the run
 with :func:`run_pipeline`. ``book/at_scale.md`` scores a finished run with the benchmark's own
-files, :func:`export_predictions` (``python -m twist_lib.runs predict RUN``) then
-``python -m twist_lib.evaluate``; it loads a round's networks with :func:`run_checkpoint` and
-:func:`load_models`, which ``python -m twist_lib predict`` (:mod:`twist_lib.predict`) shares.
-Reading a run folder is :mod:`twist_lib.runs`.
+files, :func:`export_predictions` (``python -m twist_lib runs predict RUN``) then
+``python -m twist_lib.evaluate``; it loads a round's networks with
+:func:`twist_lib.checkpoints.run_checkpoint` and :func:`twist_lib.checkpoints.load_models`, which
+``python -m twist_lib predict`` (:mod:`twist_lib.predict`) shares. Reading a run folder is
+:mod:`twist_lib.runs`.
 """
 from __future__ import annotations
 
@@ -16,8 +17,18 @@ import os
 import shutil
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from .checkpoints import load_models, run_checkpoint
 from .config import BASELINE, Config, load_yaml
-from .runs import read_rounds, round_folders, run_config
+from .data import read_meta
+from .data.dataset import SceneDataset
+from .evaluation import ClassSpec, write_predictions
+from .inference import predict_scene
+from .paths import notebook_config, repo_root, resolve_profile
+from .runs import dataset_folder, read_rounds, run_config
+from .self_training import run_twist
+from .trainer import resolve_device
 
 # keys a resumed run may change: they do not change what the rounds compute
 RESUMABLE_CHANGES = ("run_dir", "init_checkpoint", "progress", "device",
@@ -32,7 +43,6 @@ def default_config_file(profile: str, dataset: str, root=None) -> str:
     """The YAML a pipeline job applies over its profile when none is named:
     ``configs/twist_<dataset>.yaml`` at the ``gpu`` profile (the paper's settings for that
     dataset: rounds, Psi's grid and width, ...), none at ``smoke`` and ``cpu``."""
-    from .book import repo_root
     if profile != "gpu":
         return ""
     path = Path("configs") / f"twist_{dataset}.yaml"
@@ -49,7 +59,6 @@ def pipeline_config(profile: str = "", config_file: str = "", **params) -> Confi
     root, as :func:`twist_lib.book.notebook_config` does, and ``run_dir`` defaults to TWIST's
     ``runs/twist_<dataset>_<profile>_<ratio>pct``.
     """
-    from .book import notebook_config, repo_root, resolve_profile
     root = repo_root()
     profile = resolve_profile(profile)
     given = {k: v for k, v in params.items() if v is not None and v != ""}
@@ -85,7 +94,7 @@ def config_changes(run_dir, cfg: Config) -> dict:
         theirs = getattr(saved, key)
         if key in RESUMABLE_CHANGES or theirs == ours:
             continue
-        if key == "data_root" and _data_root(saved, run_dir).resolve() == _data_root(cfg, run_dir).resolve():
+        if key == "data_root" and dataset_folder(saved, run_dir).resolve() == dataset_folder(cfg, run_dir).resolve():
             continue
         changes[key] = (theirs, ours)
     return changes
@@ -101,10 +110,6 @@ def run_pipeline(cfg: Config, resume="auto") -> list[dict]:
     folder started with other settings (:func:`config_changes`) is an error naming them: mixing
     two configs in one run gives numbers nobody can read. Returns the rows of ``rounds.csv``
     (:func:`twist_lib.runs.read_rounds`)."""
-    from .book import repo_root
-    from .self_training import baseline_run_dir, run_twist
-    if cfg.init_checkpoint == BASELINE:   # `make train`'s run folder at the repository root
-        cfg = dataclasses.replace(cfg, init_checkpoint=str(baseline_run_dir(cfg, repo_root())))
     run = Path(cfg.resolved_run_dir("twist"))
     exists = (run / "config.yaml").is_file()
     if resume == "auto":
@@ -115,69 +120,13 @@ def run_pipeline(cfg: Config, resume="auto") -> list[dict]:
             listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
             raise ValueError(f"{run}: this run was started with other settings ({listed}); "
                              "choose another run_dir, or delete the folder to start again")
-    run_twist(cfg, resume=bool(resume))
+    run_twist(cfg, resume=bool(resume), root=repo_root())   # baseline: `make train`'s folder
     return read_rounds(run)
 
 
 # ----------------------------------------------------------------------------------------------
 # benchmark files of a trained round
 # ----------------------------------------------------------------------------------------------
-def _data_root(cfg: Config, run_dir: Path) -> Path:
-    """The run's dataset folder; a relative one is looked up from here, then from the
-    repository holding the run folder."""
-    path = Path(cfg.data_root)
-    if path.is_absolute() or path.exists():
-        return path
-    from .book import repo_root
-    try:
-        return repo_root(run_dir) / path
-    except FileNotFoundError:
-        return path
-
-
-def run_checkpoint(run_dir, round_index: int | None = None) -> tuple[Path, int | None]:
-    """The trained weights of a run folder: ``(checkpoint, round)``.
-
-    A TWIST run (``RUN/round_<t>/``) gives round ``round_index``'s ``checkpoints/final.pt``
-    (default: the last finished round, the one with ``metrics.json``); a Sup-only run
-    (``RUN/checkpoints/final.pt``, no round folders) gives that file and round None."""
-    run = Path(run_dir)
-    rounds = round_folders(run)
-    sup_only = run / "checkpoints" / "final.pt"
-    if not rounds and sup_only.is_file():
-        if round_index is not None:
-            raise ValueError(f"{run}: a Sup-only run folder (no round_<t>/); it has no round "
-                             f"{round_index}")
-        return sup_only, None
-    finished = [t for t, f in rounds.items() if (f / "metrics.json").is_file()]
-    if round_index is None:
-        if not finished:
-            raise FileNotFoundError(f"{run}: no finished round (round_<t>/metrics.json) and no "
-                                    "Sup-only checkpoint (checkpoints/final.pt)")
-        round_index = finished[-1]
-    checkpoint = run / f"round_{round_index}" / "checkpoints" / "final.pt"
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: round {round_index} has not finished training")
-    return checkpoint, round_index
-
-
-def load_models(checkpoint, cfg: Config, meta: dict, device, psi: bool = False):
-    """Phi of ``cfg`` for dataset ``meta`` with the weights of ``checkpoint``, and with ``psi``
-    also Psi (the re-correction network); both in eval mode on ``device``. Returns
-    ``(phi, psi or None)``; a KeyError when the checkpoint holds no Psi
-    (:func:`twist_lib.trainer.load_weights`)."""
-    from .psi_training import build_psi
-    from .trainer import build_model, load_weights
-    phi = build_model(cfg, meta).to(device)
-    load_weights(phi, checkpoint, map_location=device, name="phi")
-    phi.eval()
-    if not psi:
-        return phi, None
-    psi_net = build_psi(cfg, meta, phi.size.m).to(device)
-    load_weights(psi_net, checkpoint, map_location=device, name="psi")
-    return phi, psi_net.eval()
-
-
 def export_predictions(run_dir, round_index: int | None = None, split: str = "val", out=None,
                        device: str | None = None, progress: bool = True) -> Path:
     """Write the benchmark files of round ``round_index`` (default: the last finished one) of a
@@ -192,15 +141,10 @@ def export_predictions(run_dir, round_index: int | None = None, split: str = "va
     its ``--gt`` folder. Then: ``python -m twist_lib.evaluate --gt OUT/gt --pred OUT/pred
     --meta DATA``.
     """
-    from tqdm.auto import tqdm
-    from .data import SceneDataset, read_meta
-    from .evaluation import ClassSpec, write_predictions
-    from .inference import predict_scene
-    from .trainer import resolve_device
     run = Path(run_dir)
     cfg = run_config(run)
     checkpoint, round_index = run_checkpoint(run, round_index)
-    data_root = _data_root(cfg, run)
+    data_root = dataset_folder(cfg, run)
     meta = read_meta(data_root)
     dev = resolve_device(device or cfg.device)
     phi, psi = load_models(checkpoint, cfg, meta, dev, psi=cfg.test_time_recorrection)
@@ -212,9 +156,7 @@ def export_predictions(run_dir, round_index: int | None = None, split: str = "va
     (out / "gt").mkdir(parents=True, exist_ok=True)
     for i in tqdm(range(len(scenes)), desc=f"predict {split}", disable=not progress):
         scene = scenes[i]
-        pred = predict_scene(phi, scene, meta, cfg.cluster_radius, cfg.cluster_min_points,
-                             cfg.voxel_size, cfg.use_xyz_features, dev, psi=psi,
-                             psi_input=cfg.psi_input)
+        pred = predict_scene(phi, scene, meta, cfg, dev, psi=psi)
         write_predictions(out / "pred", pred.name, pred.instances(spec))
         gt, target = data_root / "gt" / f"{scene['name']}.txt", out / "gt" / f"{scene['name']}.txt"
         if not target.exists():

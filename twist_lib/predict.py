@@ -11,7 +11,7 @@ layout the reader takes, ascii or binary), or a folder: every ``.npz`` / ``.ply`
 The scene's name is the file's stem (white space replaced by ``_``).
 
 ``--run`` is a TWIST run folder (round ``--round``, default the last finished one) or a Sup-only
-run folder (:func:`twist_lib.pipeline.run_checkpoint`); the class list comes from the run's
+run folder (:func:`twist_lib.checkpoints.run_checkpoint`); the class list comes from the run's
 dataset folder ``meta.json``, or ``--meta`` (a dataset folder or its ``meta.json``).
 ``--recorrect`` re-labels and re-scores every instance with the checkpoint's Psi (test-time
 re-correction, paper Sec. 5.3; only a TWIST round t >= 1 holds a Psi).
@@ -37,16 +37,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_write
+from .checkpoints import load_models, run_checkpoint
 from .config import Config, load_yaml
 from .data import load_scene, read_meta
-from .distributed import shard
 from .data.classes import IGNORE_INDEX
-from .data.io import DataFormatError, _atomic_write, validate_scene
+from .data.io import DataFormatError, validate_scene
+from .distributed import shard
 from .evaluation import ClassSpec, write_predictions
 from .inference import ScenePrediction, predict_scene
-from .pipeline import _data_root, load_models, run_checkpoint
 from .prepare.ply import read_coloured_vertices
-from .runs import run_config
+from .runs import dataset_folder, run_config
 from .trainer import resolve_device
 
 SCAN_SUFFIXES = (".npz", ".ply")
@@ -91,7 +92,7 @@ def load_predictor(run=None, round_index=None, checkpoint=None, config=None, met
     if run is not None:
         cfg = run_config(run)
         checkpoint, _ = run_checkpoint(run, round_index)
-        data_root = _data_root(cfg, Path(run))
+        data_root = dataset_folder(cfg, Path(run))
     else:
         if checkpoint is None or config is None:
             raise ValueError("give --run RUN_DIR, or --checkpoint FILE.pt with --config config.yaml")
@@ -101,7 +102,7 @@ def load_predictor(run=None, round_index=None, checkpoint=None, config=None, met
         if not checkpoint.is_file():
             raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
         cfg = Config.from_dict(load_yaml(config), str(config))
-        data_root = _data_root(cfg, Path(config).parent)
+        data_root = dataset_folder(cfg, Path(config).parent)
     meta, meta_root = _meta(meta, data_root)
     dev = _device(device)
     try:
@@ -186,14 +187,14 @@ def write_outputs(out, pred: ScenePrediction, spec: ClassSpec, html: bool = True
     paths = {"pred": write_predictions(out / "pred", pred.name, pred.instances(spec)),
              "labels": out / "labels" / f"{pred.name}.npy"}
     labels = point_labels(pred)
-    _atomic_write(paths["labels"], lambda f: np.save(f, labels))
+    atomic_write(paths["labels"], lambda f: np.save(f, labels))
     if html:
         from .viz import show_proposals
         fig = show_proposals(pred.xyz, pred.proposal_ids, max_points=HTML_POINTS,
                              title=f"{pred.name}: {len(pred.classes)} instances")
         text = fig.to_html(include_plotlyjs=True, full_html=True)
         paths["html"] = out / "html" / f"{pred.name}.html"
-        _atomic_write(paths["html"], lambda f: f.write(text.encode()))
+        atomic_write(paths["html"], lambda f: f.write(text.encode()))
     return paths
 
 
@@ -216,10 +217,8 @@ def predict_scans(predictor: Predictor, paths, out, progress: bool = True, html:
     rows = []
     bar = tqdm(shard(scan_paths(paths)), desc="predict", unit="scene", disable=not progress)
     for path in bar:
-        pred = predict_scene(predictor.phi, load_scan(path), predictor.meta,
-                             radius=cfg.cluster_radius, min_points=cfg.cluster_min_points,
-                             voxel_size=cfg.voxel_size, use_xyz_features=cfg.use_xyz_features,
-                             device=predictor.device, psi=predictor.psi, psi_input=cfg.psi_input)
+        pred = predict_scene(predictor.phi, load_scan(path), predictor.meta, cfg,
+                             device=predictor.device, psi=predictor.psi)
         written = write_outputs(out, pred, spec, html)
         (bar.write if progress else log)(summary_line(pred, predictor.meta["class_names"]))
         rows.append({"name": pred.name, "points": len(pred.xyz), "instances": len(pred.classes),

@@ -2,7 +2,8 @@
 (Sec. 5.3, Tables 4-5), the pseudo-label files of a self-training round and their quality.
 
 Every labelling function takes NumPy arrays or torch tensors and returns the same kind (torch on
-the input's device) as a *label dict* of four per-point arrays::
+the input's device) as a *label dict* of four per-point arrays (the format of the round's
+files, :mod:`twist_lib.data.pseudo_files`)::
 
     semantic      int64   (N,)    pseudo class S~, -100 (IGNORE_INDEX) = no pseudo class
     offset        float32 (N, 3)  pseudo offset O~, zeros where offset_valid is False
@@ -22,27 +23,21 @@ Strategies
   and its pseudo offset is Phi's own prediction ``o_hat`` on confident points of instance classes.
 * :func:`make_pseudo_labels` puts the ablation switches of Tables 4-5 in one place.
 
-Files and quality
------------------
-A round writes one ``<pseudo_dir>/<scene>.npz`` per unlabelled scene (:func:`write_pseudo_labels`,
-atomic). :func:`pseudo_label_quality` then compares those files with the ground truth (Fig. 4's
-"Sem. Acc." and "Off. Error", plus coverage) in a separate step; training never reads it.
+The three equations of module C are one public function each, which the module C page shows:
+:func:`pseudo_semantic` (eq. 6), :func:`proposal_centres` (eq. 7) and :func:`pseudo_offsets`
+(eq. 8); :func:`kept_points` is the score filter before them.
+
+A round writes its labels as one ``<pseudo_dir>/<scene>.npz`` per unlabelled scene
+(:mod:`twist_lib.data.pseudo_files`); their quality against the ground truth (Fig. 4) is
+:func:`twist_lib.evaluation.pseudo_dir_quality`, a separate step that training never reads.
 """
 from __future__ import annotations
 
-import zipfile
-import zlib
-from pathlib import Path
-
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .data.classes import IGNORE_INDEX
-from .data.io import DataFormatError, _atomic_write
-from .evaluation.pseudo import PseudoLabelQuality
 
-LABEL_KEYS = ("semantic", "offset", "offset_valid", "instance")
 UPDATES = ("proposal", "pointwise")
 SCORE_THRESHOLD = 0.5  # Sec. 4.3: proposals "with a score higher than 0.5" are used
 
@@ -82,6 +77,54 @@ def _check_points(name: str, arr: torch.Tensor, n: int, width=None) -> None:
 
 
 # --------------------------------------------------------------------------- labelling
+def kept_points(proposal_ids, proposal_score, threshold: float = SCORE_THRESHOLD):
+    """The points module C labels (Sec. 4.3): members of a proposal whose certainty score is
+    *strictly* above ``threshold`` ("a score higher than 0.5"). Tensors ``proposal_ids`` (N,)
+    (-1 = no proposal) and ``proposal_score`` (P,) in, a bool tensor (N,) out."""
+    if len(proposal_score) == 0:
+        return torch.zeros(len(proposal_ids), dtype=torch.bool, device=proposal_ids.device)
+    return (proposal_ids >= 0) & (proposal_score > threshold)[proposal_ids.clamp(min=0)]
+
+
+def pseudo_semantic(proposal_ids, proposal_class, kept):
+    """Eq. (6): ``S~_i = e_hat_j`` for every kept point ``i`` of proposal ``j``, -100 elsewhere
+    (tensors; int64 (N,))."""
+    out = torch.full(proposal_ids.shape, IGNORE_INDEX, dtype=torch.int64,
+                     device=proposal_ids.device)
+    out[kept] = proposal_class[proposal_ids[kept]]
+    return out
+
+
+def proposal_centres(shifted, proposal_ids, kept, num_proposals: int):
+    """Eq. (7): the mean-shift centre ``a~_j = mean_i (p_i + o_hat_i)`` of every proposal over its
+    kept points; ``shifted`` = ``p + o_hat`` (N, 3). One scatter in ``shifted``'s dtype (module C
+    uses float64); a proposal with no kept point gets the origin. Returns (P, 3)."""
+    members = proposal_ids[kept]
+    sums = torch.zeros((num_proposals, 3), dtype=shifted.dtype, device=shifted.device)
+    sums.index_add_(0, members, shifted[kept])
+    counts = torch.bincount(members, minlength=num_proposals).clamp(min=1)
+    return sums / counts[:, None]
+
+
+def pseudo_offsets(xyz, centres, proposal_ids, valid):
+    """Eq. (8): ``O~_i = a~_j - p_i`` for every point ``i`` of ``valid`` in proposal ``j``, zeros
+    elsewhere (float32 (N, 3))."""
+    out = torch.zeros((len(xyz), 3), dtype=torch.float32, device=xyz.device)
+    out[valid] = (centres[proposal_ids[valid]] - xyz[valid]).to(torch.float32)
+    return out
+
+
+def centre_spread(shifted, proposal_ids, kept, centres) -> torch.Tensor:
+    """Per proposal: the mean distance of its kept shifted points ``p + o_hat`` from their centre
+    ``a~_j`` (eq. 7). A whole, single object votes for one centre (small spread); two merged
+    objects or a fragment with inconsistent offsets vote for several (large spread)."""
+    members = proposal_ids[kept]
+    dist = torch.linalg.vector_norm(shifted[kept] - centres[members], dim=1)
+    total = torch.zeros(len(centres), dtype=dist.dtype, device=dist.device)
+    total.index_add_(0, members, dist)
+    return total / torch.bincount(members, minlength=len(centres)).clamp(min=1)
+
+
 def _proposal_labels(xyz, offset, proposal_ids, proposal_class, proposal_score, threshold, dev,
                      max_spread=0.0):
     """Eqs. 6-8 on tensors (see :func:`proposal_pseudo_labels`)."""
@@ -99,35 +142,18 @@ def _proposal_labels(xyz, offset, proposal_ids, proposal_class, proposal_score, 
         raise ValueError(f"proposal_class has {len(cls)} entries, proposal_score {n_prop}")
     if n and (ids.min() < -1 or ids.max() >= n_prop):
         raise ValueError(f"proposal_ids must lie in [-1, {n_prop - 1}] ({n_prop} proposals)")
-    kept = torch.zeros(n, dtype=torch.bool, device=xyz.device)
-    if n_prop:
-        kept = (ids >= 0) & (score > threshold)[ids.clamp(min=0)]
-    members = ids[kept]
-    # eq. 7: a~_j = mean of p_i + o_hat_i over the proposal, one scatter in float64
-    sums = torch.zeros((n_prop, 3), dtype=torch.float64, device=xyz.device)
-    sums.index_add_(0, members, (xyz + o_hat)[kept])
-    counts = torch.bincount(members, minlength=n_prop).clamp(min=1)
-    centres = sums / counts[:, None]
+    kept = kept_points(ids, score, threshold)
+    shifted = xyz + o_hat
+    centres = proposal_centres(shifted, ids, kept, n_prop)                   # eq. 7
     labels = _empty_labels(n, xyz.device)
-    labels["semantic"][kept] = cls[members]                                   # eq. 6
+    labels["semantic"] = pseudo_semantic(ids, cls, kept)                     # eq. 6
     offset_valid = kept.clone()
     if max_spread > 0:
-        offset_valid[kept] = _centre_spread(xyz + o_hat, kept, members, centres)[members] <= max_spread
-    labels["offset"][offset_valid] = (centres[ids[offset_valid]]
-                                      - xyz[offset_valid]).to(torch.float32)  # eq. 8
+        offset_valid[kept] = centre_spread(shifted, ids, kept, centres)[ids[kept]] <= max_spread
+    labels["offset"] = pseudo_offsets(xyz, centres, ids, offset_valid)       # eq. 8
     labels["offset_valid"] = offset_valid
-    labels["instance"][kept] = members
+    labels["instance"][kept] = ids[kept]
     return labels
-
-
-def _centre_spread(shifted, kept, members, centres) -> torch.Tensor:
-    """Per proposal: the mean distance of its shifted points ``p + o_hat`` from their mean
-    ``a~_j`` (eq. 7). A whole, single object votes for one centre (small spread); two merged
-    objects or a fragment with inconsistent offsets vote for several (large spread)."""
-    dist = torch.linalg.vector_norm(shifted[kept] - centres[members], dim=1)
-    total = torch.zeros(len(centres), dtype=dist.dtype, device=dist.device)
-    total.index_add_(0, members, dist)
-    return total / torch.bincount(members, minlength=len(centres)).clamp(min=1)
 
 
 def _background_labels(labels, probs, background, threshold, dev) -> None:
@@ -251,99 +277,3 @@ def make_pseudo_labels(xyz, probs, offset, proposal_ids, proposal_class, proposa
         labels["offset"] = torch.zeros_like(labels["offset"])
         labels["offset_valid"] = torch.zeros_like(labels["offset_valid"])
     return _out(labels, dev)
-
-
-# --------------------------------------------------------------------------- files
-def pseudo_label_path(pseudo_dir, scene_name: str) -> Path:
-    """The pseudo-label file of a scene: ``pseudo_dir / f"{scene_name}.npz"``."""
-    return Path(pseudo_dir) / f"{scene_name}.npz"
-
-
-def _validated(arrays: dict, where: str, num_points=None) -> dict:
-    """The four label arrays with canonical dtypes; :class:`DataFormatError` naming ``where``."""
-    missing = [k for k in LABEL_KEYS if k not in arrays]
-    if missing:
-        raise DataFormatError(f"{where}: missing pseudo-label array(s) {missing}")
-    a = {k: np.asarray(arrays[k]) for k in LABEL_KEYS}
-    kinds = {"semantic": "iu", "offset": "f", "offset_valid": "b", "instance": "iu"}
-    for key, kind in kinds.items():
-        if a[key].dtype.kind not in kind:
-            raise DataFormatError(f"{where}: '{key}' has dtype {a[key].dtype}")
-    n = len(a["semantic"]) if a["semantic"].ndim else -1
-    shapes = {"semantic": (n,), "offset": (n, 3), "offset_valid": (n,), "instance": (n,)}
-    for key, shape in shapes.items():
-        if a[key].shape != shape:
-            raise DataFormatError(f"{where}: '{key}' must have shape {shape}, got {a[key].shape}")
-    if num_points is not None and n != num_points:
-        raise DataFormatError(f"{where}: pseudo labels for {n} points, the scene has {num_points}")
-    for key in ("semantic", "instance"):
-        if ((a[key] < 0) & (a[key] != IGNORE_INDEX)).any():
-            raise DataFormatError(f"{where}: '{key}' has negative ids other than {IGNORE_INDEX}")
-    if not np.isfinite(a["offset"]).all():
-        raise DataFormatError(f"{where}: 'offset' has NaN or infinite values")
-    return {"semantic": a["semantic"].astype(np.int64), "offset": a["offset"].astype(np.float32),
-            "offset_valid": a["offset_valid"], "instance": a["instance"].astype(np.int64)}
-
-
-def write_pseudo_labels(path, labels: dict) -> Path:
-    """Write a label dict (NumPy or torch) as a compressed ``.npz``, atomically (temporary file,
-    then rename; parent folders are created). Returns the path."""
-    path = Path(path)
-    arrays = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
-              for k, v in labels.items() if k in LABEL_KEYS}
-    arrays = _validated(arrays, str(path))
-    _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
-    return path
-
-
-def read_pseudo_labels(path, num_points=None) -> dict:
-    """Read a file of :func:`write_pseudo_labels` back as a NumPy label dict.
-
-    Raises FileNotFoundError for a missing file and :class:`DataFormatError` (a ValueError) for
-    an unreadable one, a missing key, wrong shapes or dtypes, or a point count other than
-    ``num_points``; every message names the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: pseudo-label file not found")
-    try:
-        z = np.load(path, allow_pickle=False)
-        if not hasattr(z, "files"):
-            raise ValueError("a single .npy array, not an .npz archive")
-        with z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataFormatError(f"{path}: not a readable pseudo-label .npz file ({e})") from e
-    return _validated(arrays, str(path), num_points)
-
-
-# --------------------------------------------------------------------------- quality
-def pseudo_label_quality(pseudo_dir, dataset, progress: bool = False) -> dict:
-    """Quality of a round's pseudo-label files against the ground truth (Fig. 4).
-
-    For every scene of ``dataset`` (an unlabelled :class:`twist_lib.data.SceneDataset`) reads
-    its file in ``pseudo_dir`` and ``dataset.ground_truth(i)``, and accumulates
-    :class:`twist_lib.evaluation.pseudo.PseudoLabelQuality` (offsets scored where
-    ``offset_valid``). Returns its ``result()`` plus ``per_scene``: a list of dicts with
-    ``name``, ``sem_acc``, ``coverage`` and ``offset_error`` of each scene. Run this after the
-    labels are written; training never reads it. A missing file is an error naming it.
-    """
-    paths = [pseudo_label_path(pseudo_dir, name) for name in dataset.names]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} pseudo-label file(s) missing in {pseudo_dir}, "
-                                f"e.g. {missing[:3]}")
-    num_classes = int(dataset.meta["num_classes"])
-    objects = dataset.meta["instance_classes"]
-    total, per_scene = PseudoLabelQuality(num_classes, object_classes=objects), []
-    for i, path in enumerate(tqdm(paths, desc="pseudo-label quality", disable=not progress)):
-        gt = dataset.ground_truth(i)
-        labels = read_pseudo_labels(path, num_points=len(gt["xyz"]))
-        valid = labels["offset_valid"]
-        args = (labels["semantic"], np.where(valid[:, None], labels["offset"], 0.0),
-                gt["semantic"], gt["offset"], gt["instance"])
-        total.add(*args, offset_valid=valid)
-        scene = PseudoLabelQuality(num_classes).add(*args, offset_valid=valid).result()
-        per_scene.append({"name": dataset.names[i], "sem_acc": scene["sem_acc"],
-                          "coverage": scene["coverage"], "offset_error": scene["offset_error"]})
-    return {**total.result(), "per_scene": per_scene}

@@ -11,37 +11,22 @@ run back with it, ``book/at_scale.md`` documents the commands)::
 
 The pipeline job (its config, training, the benchmark files of a round) is
 :mod:`twist_lib.pipeline`; the batch runner over label ratios and seeds is
-:mod:`twist_lib.batch_runs`.
-
-Command line::
-
-    python -m twist_lib.runs batch --ratios 1 5 --seeds 0 1 --profile P --out DIR [-p KEY VALUE ...]
-    python -m twist_lib.runs rounds RUN                      # the rounds table of a run folder
-    python -m twist_lib.runs scenes RUN [--top N]            # per-scene quality, most improved first
-    python -m twist_lib.runs predict RUN [--round T] [--split val] [--out DIR]
-
-``batch`` executes ``book/pipeline.ipynb`` once per (ratio, seed) job with papermill
-(:func:`twist_lib.batch_runs.run_batch`) into ``DIR/<ratio>pct_seed<seed>/`` (the executed
-notebook, its ``timings.json`` and the job's run folder ``run/``), goes on with the next job when
-one fails, and writes ``DIR/summary.csv`` and ``DIR/summary.md``: the final round of every job,
-and the mean over seeds of each ratio beside the paper's Table 7. ``predict``
-(:func:`twist_lib.pipeline.export_predictions`) writes the benchmark files of a round's model on
-a split (``OUT/pred/<scene>.txt`` + masks, and that split's ground truth linked into ``OUT/gt/``)
-for ``python -m twist_lib.evaluate --gt OUT/gt --pred OUT/pred --meta DATA``.
+:mod:`twist_lib.book.batch`; the command line over run folders is ``python -m twist_lib runs rounds|scenes|predict``
+(:mod:`twist_lib.__main__`).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
-import os
-import sys
 from pathlib import Path
 
 import yaml
 
+from .checkpoints import round_folders
 from .config import Config
+from .data.pseudo_files import pseudo_label_path, read_pseudo_labels
+from .paths import repo_root
 
 
 #: Paper Table 7: AP50 (%) of TWIST on ScanNet v2 val after each round (round 0 = Sup-only)
@@ -83,22 +68,24 @@ def read_rounds(run_dir) -> list[dict]:
     return sorted(rows, key=lambda r: r["round"])
 
 
-def round_folders(run_dir) -> dict[int, Path]:
-    """``{t: RUN/round_<t>}`` for every round folder present, in round order."""
-    found = {}
-    for path in Path(run_dir).glob("round_*"):
-        suffix = path.name[len("round_"):]
-        if path.is_dir() and suffix.isdigit():
-            found[int(suffix)] = path
-    return dict(sorted(found.items()))
-
-
 def run_config(run_dir) -> Config:
     """The resolved config a run folder was trained with (``RUN/config.yaml``)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no config; is {run_dir} a TWIST run folder?")
     return Config.from_dict(yaml.safe_load(path.read_text()) or {}, str(path))
+
+
+def dataset_folder(cfg: Config, run_dir) -> Path:
+    """The dataset folder of a run's config; a relative ``data_root`` is looked up from the
+    working directory, then from the repository holding the run folder."""
+    path = Path(cfg.data_root)
+    if path.is_absolute() or path.exists():
+        return path
+    try:
+        return repo_root(run_dir) / path
+    except FileNotFoundError:
+        return path
 
 
 def scene_quality(run_dir, by: str = "sem_acc") -> list[dict]:
@@ -145,9 +132,8 @@ def sort_by_improvement(rows: list[dict], by: str = "sem_acc") -> list[dict]:
 
 def pseudo_labels_by_round(run_dir, scene: str, num_points: int | None = None) -> dict[int, dict]:
     """``{t: label dict}`` of one unlabelled scene in every round that labelled it (t >= 1), read
-    with :func:`twist_lib.pseudo_labels.read_pseudo_labels` (``semantic``, ``offset``,
+    with :func:`twist_lib.data.pseudo_files.read_pseudo_labels` (``semantic``, ``offset``,
     ``offset_valid``, ``instance`` = the proposal that labelled the point, -100 = none)."""
-    from .pseudo_labels import pseudo_label_path, read_pseudo_labels
     out = {}
     for t, folder in round_folders(run_dir).items():
         path = pseudo_label_path(folder / "pseudo", scene)
@@ -158,8 +144,7 @@ def pseudo_labels_by_round(run_dir, scene: str, num_points: int | None = None) -
     return out
 
 
-
-def _cell(value, percent=False) -> str:
+def table_cell(value, percent=False) -> str:
     """A table cell: '–' for None, a fraction in % (``percent``), else 4 significant digits."""
     if value is None:
         return "–"
@@ -168,86 +153,15 @@ def _cell(value, percent=False) -> str:
     return str(value)
 
 
-# ----------------------------------------------------------------------------------------------
-# command line
-# ----------------------------------------------------------------------------------------------
 def rounds_markdown(rows: list[dict]) -> str:
     """A rounds table as Markdown (metrics in %, pseudo-label quality, seconds); "on objects"
     is ``object_sem_acc``, the accuracy of the pseudo classes given to object points."""
     lines = ["| round | AP | AP50 | AP25 | mIoU | sem_acc | on objects | offset_error (m) | "
              "coverage | pseudo-labelling (s) | training (s) |", "|---" * 11 + "|"]
     for r in rows:
-        lines.append(f"| {r['round']} | " + " | ".join(_cell(r.get(k), True) for k in METRICS)
-                     + f" | {_cell(r.get('sem_acc'), True)} | "
-                     + f"{_cell(r.get('object_sem_acc'), True)} | {_cell(r.get('offset_error'))} | "
-                     + f"{_cell(r.get('coverage'), True)} | {_cell(r.get('pseudo_s'))} | "
-                     + f"{_cell(r.get('train_s'))} |")
+        lines.append(f"| {r['round']} | " + " | ".join(table_cell(r.get(k), True) for k in METRICS)
+                     + f" | {table_cell(r.get('sem_acc'), True)} | "
+                     + f"{table_cell(r.get('object_sem_acc'), True)} | {table_cell(r.get('offset_error'))} | "
+                     + f"{table_cell(r.get('coverage'), True)} | {table_cell(r.get('pseudo_s'))} | "
+                     + f"{table_cell(r.get('train_s'))} |")
     return "\n".join(lines)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m twist_lib.runs", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("batch", help="run book/pipeline.ipynb per label ratio and seed")
-    b.add_argument("--ratios", nargs="+", required=True, help="label ratios in percent")
-    b.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default 0)")
-    b.add_argument("--profile", default=os.environ.get("TWIST_PROFILE") or "cpu",
-                   choices=["smoke", "cpu", "gpu"], help="sizes and steps (default: cpu)")
-    b.add_argument("--out", required=True, help="batch folder (one sub-folder per job)")
-    b.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                   metavar=("KEY", "VALUE"), help="a notebook parameter for every job (YAML value)")
-    b.add_argument("--notebook", default=None, help="the notebook (default book/pipeline.ipynb)")
-    r = sub.add_parser("rounds", help="the rounds table of a run folder")
-    r.add_argument("run")
-    s = sub.add_parser("scenes", help="per-scene pseudo-label quality, most improved first")
-    s.add_argument("run")
-    s.add_argument("--top", type=int, default=20, help="scenes shown (default 20)")
-    s.add_argument("--by", default="sem_acc", choices=list(QUALITY))
-    e = sub.add_parser("predict", help="benchmark files of a round's model on a split")
-    e.add_argument("run")
-    e.add_argument("--round", type=int, default=None, help="round (default: the last finished)")
-    e.add_argument("--split", default="val")
-    e.add_argument("--out", default=None, help="default RUN/benchmark_round<t>_<split>")
-    e.add_argument("--device", default=None, help="default: the run's device")
-    return p
-
-
-def main(argv=None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    from . import batch_runs, pipeline      # here: both import this module
-    try:
-        if args.command == "batch":
-            params = {k: yaml.safe_load(v) for k, v in args.parameter}
-            notebook = args.notebook
-
-            def execute(job, profile, p):
-                return batch_runs.execute_pipeline(job, profile, p, notebook)
-            rows = batch_runs.run_batch(args.ratios, args.seeds, args.profile, args.out, params,
-                                        execute=execute)
-            print(batch_runs.summary_markdown(rows))
-            print(f"summary: {Path(args.out) / 'summary.csv'}, {Path(args.out) / 'summary.md'}")
-            return 0 if all(r["status"] == "ok" for r in rows) else 1
-        if args.command == "rounds":
-            print(rounds_markdown(read_rounds(args.run)))
-        elif args.command == "scenes":
-            rows = scene_quality(args.run, by=args.by)
-            print(f"| scene | change of {args.by} | " + " | ".join(
-                f"round {t}" for t in sorted({t for r in rows for t in r["rounds"]})) + " |")
-            for row in rows[:args.top]:
-                print(f"| {row['name']} | {_cell(row['improvement'])} | "
-                      + " | ".join(_cell(row[args.by][t]) for t in row["rounds"]) + " |")
-        elif args.command == "predict":
-            out = pipeline.export_predictions(args.run, args.round, args.split, args.out,
-                                              args.device)
-            cfg = run_config(args.run)
-            print(f"benchmark files: {out}\n  python -m twist_lib.evaluate --gt {out / 'gt'} "
-                  f"--pred {out / 'pred'} --meta {pipeline._data_root(cfg, Path(args.run))}")
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,10 +38,8 @@ validates and writes the run folder, while the others wait.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,16 +48,21 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed as dist
+from .atomic import atomic_csv, atomic_json
+from .checkpoints import has_module, load_models, load_weights, round_checkpoint
 from .config import BASELINE, Config
-from .data.batch import collate
+from .data.batch import collate, to_device
 from .data.dataset import SceneDataset
-from .inference import background_classes, to_device
+from .data.ensure import ensure_dataset
+from .data.pseudo_files import pseudo_label_path, write_pseudo_labels
+from .evaluation.pseudo import pseudo_dir_quality
+from .inference import evaluate_model
 from .losses import split_phi_loss
-from .pseudo_labels import (make_pseudo_labels, pseudo_label_path, pseudo_label_quality,
-                            write_pseudo_labels)
-from .psi_training import (augment_and_score, build_psi, module_a_proposals, psi_features,
-                           recorrect, training_samples)
-from .trainer import BatchStream, Trainer, _jsonable, _sgd, load_weights
+from .proposals import background_classes, propose
+from .pseudo_labels import make_pseudo_labels
+from .psi_training import augment_and_score, training_samples
+from .recorrection import build_psi, psi_features
+from .trainer import BatchStream, Trainer, resolve_device, sgd, train
 
 ROUND_KEYS = ("round", "AP", "AP50", "AP25", "miou", "macc", "sem_acc", "sem_macc",
               "object_sem_acc", "offset_error", "coverage", "pseudo_s", "quality_s", "train_s")
@@ -109,10 +112,10 @@ class RoundTrainer(Trainer):
         return {**models, "psi": psi.to(self.device)}
 
     def build_optimizers(self) -> dict:
-        opts = {"psi": _sgd(self.models["psi"], self.cfg.psi_lr, self.cfg)}
+        opts = {"psi": sgd(self.models["psi"], self.cfg.psi_lr, self.cfg)}
         if self.train_phi:
             lr = self.cfg.lr if self.round == 0 else (self.cfg.round_lr or self.cfg.lr)
-            opts = {"phi": _sgd(self.models["phi"], lr, self.cfg), **opts}
+            opts = {"phi": sgd(self.models["phi"], lr, self.cfg), **opts}
         return opts
 
     @property
@@ -151,7 +154,6 @@ class RoundTrainer(Trainer):
         return losses
 
     def validate(self) -> dict:
-        from .inference import evaluate_model
         psi = self.models["psi"] if self.cfg.test_time_recorrection else None
         return evaluate_model(self.model, self.datasets["val"], self.meta, self.cfg,
                               device=self.device, psi=psi)
@@ -177,7 +179,7 @@ def pseudo_label_split(phi, psi, dataset: SceneDataset, pseudo_dir, cfg: Config,
     for start in range(0, len(todo), cfg.pseudo_batch_size):
         scenes = [dataset[i] for i in todo[start:start + cfg.pseudo_batch_size]]
         batch = to_device(collate(scenes, cfg.voxel_size, cfg.use_xyz_features), device)
-        for name, labels in _label_batch(phi, psi, batch, cfg, meta, background):
+        for name, labels in label_batch(phi, psi, batch, cfg, meta, background):
             write_pseudo_labels(pseudo_label_path(pseudo_dir, name), labels)
         bar.update(len(scenes))
     bar.close()
@@ -185,27 +187,16 @@ def pseudo_label_split(phi, psi, dataset: SceneDataset, pseudo_dir, cfg: Config,
     return dist.all_reduce_sum(len(todo))
 
 
-def _label_batch(phi, psi, batch, cfg, meta, background):
-    """``(scene name, pseudo labels)`` of every scene of one batch."""
-    out = phi(batch)
-    probs = torch.softmax(out["semantic_logits"].float(), dim=1)
-    offset = out["offset"].float()
-    scenes = range(len(batch["names"]))
-    samples, per_scene = module_a_proposals(batch, probs, offset, scenes, cfg, background)
-    if cfg.recorrection and psi is not None:
-        classes, scores = recorrect(psi, batch["xyz"], psi_features(cfg, batch, out), samples)
-    else:  # module B off (Table 4): majority class, mean class probability as the score
-        classes = torch.cat([p.classes for _, p in per_scene]) if per_scene else None
-        scores = torch.cat([p.scores for _, p in per_scene]) if per_scene else None
-    for b in scenes:
+def label_batch(phi, psi, batch, cfg, meta, background):
+    """``(scene name, pseudo labels)`` of every scene of one batch: Phi, modules A and B
+    (:func:`~twist_lib.proposals.propose`; module B off, Table 4: no Psi), then module C."""
+    props = propose(phi(batch), batch, cfg, background, psi=psi if cfg.recorrection else None)
+    for b in props.scenes:
         lo, hi = int(batch["point_offsets"][b]), int(batch["point_offsets"][b + 1])
-        first, props = per_scene[b]
-        ids = torch.full((hi - lo,), -1, dtype=torch.int64, device=probs.device)
-        rows = (samples.point_idx >= lo) & (samples.point_idx < hi)
-        ids[samples.point_idx[rows] - lo] = samples.sample_idx[rows] - first
+        own = props.of_scene(b)
         labels = make_pseudo_labels(
-            batch["xyz"][lo:hi], probs[lo:hi], offset[lo:hi], ids,
-            classes[first:first + len(props)], scores[first:first + len(props)],
+            batch["xyz"][lo:hi], props.probs[lo:hi], props.offset[lo:hi],
+            props.scene_ids(batch, b), props.classes[own], props.scores[own],
             instance_classes=meta["instance_classes"], threshold=cfg.pseudo_threshold,
             update=cfg.pseudo_update, pointwise_threshold=cfg.pointwise_threshold,
             use_semantic=cfg.pseudo_semantic, use_offset=cfg.pseudo_offset,
@@ -216,12 +207,14 @@ def _label_batch(phi, psi, batch, cfg, meta, background):
 
 # ---------------------------------------------------------------------------------- rounds
 
-def run_twist(cfg: Config, resume: bool = False) -> list[dict]:
+def run_twist(cfg: Config, resume: bool = False, root=".") -> list[dict]:
     """Round 0 plus ``cfg.rounds`` self-training rounds; returns the rows of ``rounds.csv``.
 
     ``resume=True`` continues a run folder wherever it stopped (pseudo-labelling or training of
-    any round); without it an existing run folder is an error. Under torchrun this joins the
-    process group (every rank runs it; rank 0 writes) and leaves it at the end."""
+    any round); without it an existing run folder is an error. ``root``: the folder below which
+    ``init_checkpoint=baseline`` finds (or trains) the Sup-only run (:func:`baseline_run_dir`).
+    Under torchrun this joins the process group (every rank runs it; rank 0 writes) and leaves
+    it at the end."""
     with dist.session(cfg.device):
         run = cfg.resolved_run_dir("twist")
         if dist.agree((run / "config.yaml").exists()) and not resume:
@@ -232,7 +225,7 @@ def run_twist(cfg: Config, resume: bool = False) -> list[dict]:
             cfg.save(run / "config.yaml")
         rows = []
         for t in range(cfg.rounds + 1):
-            rows.append(run_round(cfg, run, t))
+            rows.append(run_round(cfg, run, t, root))
             if dist.is_main():
                 _write_rows(run / "rounds.csv", rows)
                 print(_round_line(rows[-1]), flush=True)
@@ -248,12 +241,12 @@ def _round_line(r: dict) -> str:
             f"  ({r['pseudo_s'] + r['quality_s'] + r['train_s']:.0f} s)")
 
 
-def run_round(cfg: Config, run: Path, t: int) -> dict:
+def run_round(cfg: Config, run: Path, t: int, root=".") -> dict:
     """Do (or finish) round ``t`` of the run folder ``run``; return its ``rounds.csv`` row."""
     rdir = run / f"round_{t}"
     if not dist.agree((rdir / "metrics.json").exists()):
         if t == 0:
-            _round_zero(cfg, rdir)
+            _round_zero(cfg, rdir, root)
         else:
             _round(cfg, run, rdir, t)
     metrics = json.loads((rdir / "metrics.json").read_text())
@@ -271,34 +264,43 @@ def baseline_run_dir(cfg: Config, root=".") -> Path:
     label ratio as ``python -m twist_lib train`` names it (``runs/<dataset>_<profile>_<ratio>pct``
     below ``root``), trained there first (:func:`twist_lib.trainer.train`, resumable) when it
     holds no ``checkpoints/final.pt``. The book's pages and ``make main`` share this baseline."""
-    from .trainer import train
     run = Path(root) / dataclasses.replace(cfg, run_dir="").resolved_run_dir()
     if not (run / "checkpoints" / "final.pt").exists():
         train(dataclasses.replace(cfg, run_dir=str(run), init_checkpoint=""), resume="auto")
     return run
 
 
-def _round_zero(cfg: Config, rdir: Path) -> None:
+def init_checkpoint_file(cfg: Config, root=".") -> Path | None:
+    """The one place ``init_checkpoint`` is resolved: None when it is empty (round 0 trains
+    Phi itself); ``baseline`` -> the final checkpoint of :func:`baseline_run_dir` below
+    ``root``; a run folder -> its ``checkpoints/final.pt``; a file -> itself. A missing file is
+    a FileNotFoundError naming it."""
+    if not cfg.init_checkpoint:
+        return None
+    init = baseline_run_dir(cfg, root) if cfg.init_checkpoint == BASELINE else Path(cfg.init_checkpoint)
+    init = init / "checkpoints" / "final.pt" if init.is_dir() else init
+    if not init.exists():
+        raise FileNotFoundError(f"{init}: init_checkpoint not found")
+    return init
+
+
+def _round_zero(cfg: Config, rdir: Path, root=".") -> None:
     with _timed(rdir, "train_s"):
-        if not cfg.init_checkpoint:
+        init = init_checkpoint_file(cfg, root)
+        if init is None:
             RoundTrainer(cfg, 0, rdir, resume="auto").fit()
             return
-        init = baseline_run_dir(cfg) if cfg.init_checkpoint == BASELINE else Path(cfg.init_checkpoint)
-        init = init / "checkpoints" / "final.pt" if init.is_dir() else init
-        if not init.exists():
-            raise FileNotFoundError(f"{init}: init_checkpoint not found")
-        has_psi = "psi" in torch.load(init, map_location="cpu", weights_only=False).get("modules", {})
-        steps = 0 if has_psi else cfg.psi_init_steps
+        steps = 0 if has_module(init, "psi") else cfg.psi_init_steps
         RoundTrainer(cfg, 0, rdir, init_from=init, train_phi=False, steps=steps,
                      resume="auto").fit()
 
 
 def _round(cfg: Config, run: Path, rdir: Path, t: int) -> None:
-    previous = run / f"round_{t - 1}" / "checkpoints" / "final.pt"
+    previous = round_checkpoint(run, t - 1)
     pseudo_dir = rdir / "pseudo"
     if not dist.agree((pseudo_dir / "_complete.json").exists()):
         with _timed(rdir, "pseudo_s"):
-            phi, psi, dataset, meta, device = _previous_models(cfg, previous, rdir)
+            phi, psi, dataset, meta, device = previous_models(cfg, previous)
             pseudo_dir.mkdir(parents=True, exist_ok=True)
             pseudo_label_split(phi, psi, dataset, pseudo_dir, cfg, meta, device)  # all ranks
             missing = [n for n in dataset.names if not pseudo_label_path(pseudo_dir, n).exists()]
@@ -306,23 +308,21 @@ def _round(cfg: Config, run: Path, rdir: Path, t: int) -> None:
                 raise FileNotFoundError(f"{pseudo_dir}: no pseudo labels for {len(missing)} "
                                         f"scene(s), e.g. {missing[:3]}; rerun with --resume")
             if dist.is_main():
-                _atomic_json(pseudo_dir / "_complete.json", {"scenes": len(dataset)})
+                atomic_json(pseudo_dir / "_complete.json", {"scenes": len(dataset)})
     if not dist.agree((rdir / "pseudo_quality.json").exists()):
         with _timed(rdir, "quality_s"):
             if dist.is_main():  # rank 0 alone (reads files only); the others wait
                 dataset = SceneDataset(cfg.data_root, "unlabelled", label_ratio=cfg.label_ratio)
-                quality = pseudo_label_quality(pseudo_dir, dataset, progress=cfg.progress)
-                _atomic_json(rdir / "pseudo_quality.json", quality)
+                quality = pseudo_dir_quality(pseudo_dir, dataset, progress=cfg.progress)
+                atomic_json(rdir / "pseudo_quality.json", quality)
             dist.barrier()
     with _timed(rdir, "train_s"):
         RoundTrainer(cfg, t, rdir, pseudo_dir=pseudo_dir, init_from=previous, resume="auto").fit()
 
 
-def _previous_models(cfg: Config, checkpoint: Path, rdir: Path):
-    """Phi_{t-1} and Psi_{t-1} from ``checkpoint``, and the unlabelled split to label."""
-    from .data.ensure import ensure_dataset
-    from .pipeline import load_models
-    from .trainer import resolve_device
+def previous_models(cfg: Config, checkpoint: Path):
+    """Phi_{t-1} and Psi_{t-1} from ``checkpoint`` (eval mode), and the unlabelled split they
+    label: ``(phi, psi, dataset, meta, device)``."""
     with dist.main_first():
         meta = ensure_dataset(cfg)
     device = resolve_device(cfg.device)
@@ -343,30 +343,20 @@ def _timed(rdir: Path, key: str):
         if dist.is_main():
             timing = _read_json(rdir / "timing.json")
             timing[key] = timing.get(key, 0.0) + time.time() - t0
-            _atomic_json(rdir / "timing.json", timing)
+            atomic_json(rdir / "timing.json", timing)
 
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=1))
-    os.replace(tmp, path)
-
-
 def _write_rows(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(ROUND_KEYS))
-        writer.writeheader()
-        writer.writerows([{k: _fmt(r.get(k)) for k in ROUND_KEYS} for r in rows])
-    os.replace(tmp, path)
+    atomic_csv(path, [{k: _fmt(r.get(k)) for k in ROUND_KEYS} for r in rows], ROUND_KEYS)
 
 
 def _fmt(value):
     return "" if value is None else (round(value, 5) if isinstance(value, float) else value)
 
 
-__all__ = ["RoundTrainer", "pseudo_label_split", "run_twist", "run_round", "ROUND_KEYS"]
+__all__ = ["RoundTrainer", "pseudo_label_split", "run_twist", "run_round", "ROUND_KEYS",
+           "baseline_run_dir", "init_checkpoint_file", "previous_models"]

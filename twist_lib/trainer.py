@@ -22,32 +22,35 @@ Like detectron2's trainer, everything a training scheme varies comes from overri
 :meth:`Trainer.build_datasets`, :meth:`~Trainer.build_models`, :meth:`~Trainer.build_optimizers`,
 :meth:`~Trainer.step_sources` (which datasets feed each step) and
 :meth:`~Trainer.compute_losses`. A checkpoint is a state dict of *named* modules and optimizers,
-so a subclass with more networks (Phi and Psi) saves and resumes with the same code.
+so a subclass with more networks (Phi and Psi) saves and resumes with the same code. And, like
+detectron2's ``SimpleTrainer``, :meth:`~Trainer.fit` is a loop of :meth:`~Trainer.train_step`
+calls with hooks around them (:mod:`twist_lib.hooks`): logging, validation, checkpoints and the
+progress bar are the default hooks (:meth:`~Trainer.build_hooks`); more can be added with
+:meth:`~Trainer.register_hooks` (e.g. a :class:`~twist_lib.hooks.StepTimer`).
 """
 from __future__ import annotations
 
-import csv
-import json
-import math
-import os
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import distributed as dist
+from .checkpoints import load_weights, save_state
 from .config import Config
 from .data.dataset import SceneDataset
 from .data.ensure import ensure_dataset
 from .data.transforms import default_train_transforms
+from .hooks import (CsvLog, CsvWriter, PeriodicCheckpointer, PeriodicValidation, ProgressBar,
+                    StepScalars)
 from .inference import evaluate_model
 from .losses import phi_loss
-from .network import build_model, in_channels  # noqa: F401  (re-exported, used by the book)
+from .network import build_model
 
-__all__ = ["Trainer", "train", "ensure_dataset", "build_model", "in_channels", "load_weights",
-           "resolve_device", "BatchStream", "StepBatches", "CsvLog", "poly_lr"]
+__all__ = ["Trainer", "train", "resolve_device", "sgd", "BatchStream", "StepBatches", "CsvLog",
+           "poly_lr"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -60,29 +63,6 @@ def resolve_device(name: str) -> torch.device:
 def poly_lr(step: int, total: int, power: float) -> float:
     """Polynomial decay factor ``(1 - step/total)^power`` (paper Sec. 5.1)."""
     return max(0.0, 1.0 - step / max(1, total)) ** power
-
-
-def load_weights(model, path, map_location="cpu", name: str = "phi") -> dict:
-    """Load module ``name``'s weights from a checkpoint, with a clear error when it belongs to
-    another model size or has no such module. Reads this package's checkpoints (named modules)
-    and the single-model ones of earlier versions (``model`` + ``signature``)."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    modules = ckpt.get("modules", {"phi": ckpt["model"]} if "model" in ckpt else {})
-    signatures = ckpt.get("signatures", {"phi": ckpt.get("signature")})
-    if name not in modules:
-        raise KeyError(f"{path}: checkpoint holds no '{name}' (it has {sorted(modules)})")
-    theirs, ours = signatures.get(name), model.signature()
-    if theirs != ours:
-        raise ValueError(f"{path}: checkpoint of a different model ({theirs}) than this config "
-                         f"builds ({ours}); check model_size, use_xyz_features and the dataset")
-    model.load_state_dict(modules[name])
-    return ckpt
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class BatchStream:
@@ -169,6 +149,8 @@ class Trainer:
             raise FileExistsError(f"{self.run_dir}: a run is already there; pass resume=True "
                                   "(--resume) to continue it, or choose another run_dir")
         dist.broadcast_modules(self.models.values())  # identical start on every rank, as DDP
+        self._hooks = []
+        self.register_hooks(self.build_hooks())
 
     # -- what a training scheme builds (override these) ---------------------------------------
     def build_datasets(self) -> dict:
@@ -193,7 +175,7 @@ class Trainer:
     def build_optimizers(self) -> dict:
         """Named optimizers; each param group's ``initial_lr`` is decayed by :func:`poly_lr`."""
         cfg = self.cfg
-        return {"phi": _sgd(self.models["phi"], cfg.lr, cfg)}
+        return {"phi": sgd(self.models["phi"], cfg.lr, cfg)}
 
     def step_sources(self) -> list:
         """``(dataset, BatchStream)`` pairs whose scenes make up every step's batch."""
@@ -223,14 +205,6 @@ class Trainer:
     def optimizer(self):
         return self.optimizers["phi"]
 
-    @property
-    def train_set(self):
-        return self.datasets["train"]
-
-    @property
-    def val_set(self):
-        return self.datasets["val"]
-
     def _check_val_split(self) -> None:
         if len(self.datasets["val"]) == 0:
             hint = ("; a synthetic benchmark needs at least 5 scenes (every 5th scene is a val "
@@ -248,9 +222,7 @@ class Trainer:
 
     def save_checkpoint(self, name: str = "last.pt") -> Path:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        path = self.ckpt_dir / name
-        _atomic_torch_save(self.state_dict(), path)
-        return path
+        return save_state(self.state_dict(), self.ckpt_dir / name)
 
     def load_checkpoint(self, path: Path, optimizers: bool = True) -> dict:
         """Restore every named module (and optimizer, step and RNG) from ``path``."""
@@ -283,6 +255,9 @@ class Trainer:
                    for k, v in batch.items()}
 
     def train_step(self, batch: dict) -> dict:
+        """One step on ``batch``: the poly learning rate of paper Sec. 5.1, :meth:`compute_losses`
+        (bf16 autocast on CUDA when ``cfg.amp``), one backward, gradients averaged over the
+        ranks, every optimizer's step; returns the losses as floats."""
         factor = poly_lr(self.step, self.total_steps, self.cfg.poly_power)
         for opt in self.optimizers.values():
             for group in opt.param_groups:
@@ -309,94 +284,64 @@ class Trainer:
         """Rank 0 validates (the others wait) and every rank gets its metrics."""
         return dist.broadcast_object(self.validate() if dist.is_main() else None)
 
+    # -- hooks (twist_lib.hooks) -----------------------------------------------------------------
+    def build_hooks(self) -> list:
+        """The hooks ``fit`` runs, in order (:mod:`twist_lib.hooks`): progress bar, the log row's
+        losses, validation every ``val_every`` steps and at the end, ``log.csv``, checkpoints
+        every ``ckpt_every`` steps and at the end (with ``final.pt`` and ``metrics.json``)."""
+        return [ProgressBar(), StepScalars(), PeriodicValidation(), CsvWriter(),
+                PeriodicCheckpointer()]
+
+    def register_hooks(self, new_hooks) -> None:
+        """Append ``new_hooks`` to the hooks ``fit`` runs (in order); a hook's ``trainer`` is a
+        weak proxy of this trainer, as in detectron2."""
+        for h in new_hooks:
+            h.trainer = weakref.proxy(self)
+        self._hooks.extend(new_hooks)
+
+    def _call_hooks(self, event: str) -> None:
+        for h in self._hooks:
+            getattr(h, event)()
+
+    def _timed_batches(self):
+        """:meth:`batches`, keeping the seconds waited for each batch in ``self.data_time``."""
+        batches = iter(self.batches())
+        while True:
+            start = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                return
+            self.data_time = time.perf_counter() - start
+            yield batch
+
     def fit(self) -> dict:
-        cfg, main = self.cfg, dist.is_main()  # only rank 0 writes the run folder
+        """Train from ``self.step`` to ``total_steps`` (the poly schedule of paper Sec. 5.1 runs
+        over all of them), with the hooks around every step; returns the final validation's
+        metrics. Rank 0 alone writes the run folder; every rank returns once it is complete."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if main:
-            cfg.save(self.run_dir / "config.yaml")
-        log = CsvLog(self.run_dir / "log.csv", after_step=self.step)
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=self.stage,
-                   disable=not cfg.progress or not main)
+        if dist.is_main():
+            self.cfg.save(self.run_dir / "config.yaml")
         for m in self.models.values():
             m.train()
-        t0, metrics = time.time(), {}
-        for batch in self.batches():
-            losses = self.train_step(batch)
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses['loss']:.3f}")
-            row = None
-            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
-                row = {"step": self.step, "time_s": round(time.time() - t0, 2),
-                       "lr": self.optimizer.param_groups[0]["lr"], **losses}
-                if self.device.type == "cuda":   # the peak so far, this rank's GPU
-                    row["gpu_mem_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
-            if cfg.val_every and self.step % cfg.val_every == 0 and self.step < self.total_steps:
-                metrics = self._validate_on_main()
-                for m in self.models.values():
-                    m.train()
-                row = {**(row or {"step": self.step}), **_scalars(metrics)}
-            if row and main:
-                log.write(row)
-            if main and (self.step % cfg.ckpt_every == 0 or self.step == self.total_steps):
-                self.save_checkpoint()
-        bar.close()
-        metrics = self._validate_on_main()
-        if main:
-            log.write({"step": self.step, **_scalars(metrics)})
-            self.save_checkpoint("final.pt")
-            (self.run_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=1))
+        self.last_losses, self.data_time, self.log_row, self.val_metrics = {}, 0.0, None, {}
+        self._call_hooks("before_train")
+        for batch in self._timed_batches():
+            self._call_hooks("before_step")
+            self.last_losses = self.train_step(batch)
+            self._call_hooks("after_step")
+        self._call_hooks("after_train")
         dist.barrier()  # the other ranks go on only once final.pt and metrics.json are there
-        return metrics
+        return self.val_metrics
 
 
-def _sgd(module, lr: float, cfg: Config) -> torch.optim.SGD:
+def sgd(module, lr: float, cfg: Config) -> torch.optim.SGD:
+    """SGD with the config's momentum and weight decay (paper Sec. 5.1); every param group keeps
+    its ``initial_lr``, which :meth:`Trainer.train_step` decays with :func:`poly_lr`."""
     opt = torch.optim.SGD(module.parameters(), lr=lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     for group in opt.param_groups:
         group["initial_lr"] = lr
     return opt
-
-
-def _scalars(metrics: dict) -> dict:
-    return {f"val_{k}": round(float(v), 5) for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return None if math.isnan(obj) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj
-
-
-class CsvLog:
-    """CSV log whose header grows with new keys; the file is rewritten atomically on each row.
-
-    On resume, rows logged after the checkpoint's step (``after_step``) are dropped: those steps
-    are trained again.
-    """
-
-    def __init__(self, path: Path, after_step: int = 0):
-        self.path = Path(path)
-        rows = list(csv.DictReader(self.path.open())) if self.path.exists() else []
-        self.rows = [r for r in rows if int(r["step"]) <= after_step]
-
-    def write(self, row: dict) -> None:
-        self.rows.append({k: row[k] for k in row})
-        keys = list(dict.fromkeys(k for r in self.rows for k in r))
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.rows)
-        os.replace(tmp, self.path)
 
 
 def train(cfg: Config, resume: bool | str = False) -> dict:

@@ -37,7 +37,7 @@ def subsample(n: int, max_points: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
 
 
-def _points(xyz, colour, name=None, point_size=2, showlegend=False) -> go.Scatter3d:
+def points_trace(xyz, colour, name=None, point_size=2, showlegend=False) -> go.Scatter3d:
     """A marker trace; ``colour`` is one colour for all points or a list with one per point."""
     xyz = np.asarray(xyz)
     marker = dict(size=point_size, color=colour)
@@ -68,7 +68,7 @@ def point_colours(trace) -> list[str]:
     return [table[int(i)] for i in np.asarray(colour)]
 
 
-def _figure(traces, title=None) -> go.Figure:
+def figure(traces, title=None) -> go.Figure:
     fig = go.Figure(traces)
     fig.update_layout(title=title, scene=dict(aspectmode="data"), legend=dict(itemsizing="constant"),
                       margin=dict(l=0, r=0, b=0, t=40 if title else 0))
@@ -105,20 +105,20 @@ def show_scene(scene: dict, color_by: str = "rgb", class_names=None, max_points:
     xyz = np.asarray(scene["xyz"])[idx]
     title = scene.get("name") if title is None else title
     if color_by == "rgb":
-        return _figure([_points(xyz, rgb_strings(np.asarray(scene["rgb"])[idx]), point_size=point_size)], title)
+        return figure([points_trace(xyz, rgb_strings(np.asarray(scene["rgb"])[idx]), point_size=point_size)], title)
     if color_by == "instance":
-        return _figure([_points(xyz, _id_colours(np.asarray(scene["instance"])[idx], IGNORE_INDEX),
+        return figure([points_trace(xyz, _id_colours(np.asarray(scene["instance"])[idx], IGNORE_INDEX),
                                 point_size=point_size)], title)
     if color_by != "semantic":
         raise ValueError(f"color_by must be 'rgb', 'semantic' or 'instance', got {color_by!r}")
     sem = np.asarray(scene["semantic"])[idx]
     classes = np.unique(sem[sem != IGNORE_INDEX])
     colours = palette(int(classes.max()) + 1 if len(classes) else 0)
-    traces = [_points(xyz[sem == k], colours[k], class_names[k] if class_names else f"class {k}",
+    traces = [points_trace(xyz[sem == k], colours[k], class_names[k] if class_names else f"class {k}",
                       point_size, True) for k in classes]
     if (sem == IGNORE_INDEX).any():
-        traces.append(_points(xyz[sem == IGNORE_INDEX], GREY, "ignored", point_size, True))
-    return _figure(traces, title)
+        traces.append(points_trace(xyz[sem == IGNORE_INDEX], GREY, "ignored", point_size, True))
+    return figure(traces, title)
 
 
 def show_offsets(xyz, offset, max_arrows: int = 2000, max_points: int = 50_000, seed: int = 0,
@@ -126,13 +126,13 @@ def show_offsets(xyz, offset, max_arrows: int = 2000, max_points: int = 50_000, 
     """Points (grey) and, on a subsample of ``max_arrows`` of them, line segments from p to
     p + offset (the offset head's votes for instance centres)."""
     xyz, offset = np.asarray(xyz), np.asarray(offset)
-    pts = _points(xyz[subsample(len(xyz), max_points, seed)], GREY, point_size=point_size)
+    pts = points_trace(xyz[subsample(len(xyz), max_points, seed)], GREY, point_size=point_size)
     a = subsample(len(xyz), max_arrows, seed + 1)
     seg = np.full((len(a) * 3, 3), np.nan)
     seg[0::3], seg[1::3] = xyz[a], xyz[a] + offset[a]
     lines = go.Scatter3d(x=seg[:, 0], y=seg[:, 1], z=seg[:, 2], mode="lines", name="offsets",
                          line=dict(color="rgb(214,39,40)", width=2), showlegend=False, hoverinfo="skip")
-    return _figure([pts, lines], title)
+    return figure([pts, lines], title)
 
 
 def show_proposals(xyz, proposal_ids, max_points: int = 50_000, seed: int = 0, title=None,
@@ -140,7 +140,7 @@ def show_proposals(xyz, proposal_ids, max_points: int = 50_000, seed: int = 0, t
     """Points coloured by proposal id (one colour per proposal, grey for -1 = no proposal)."""
     idx = subsample(len(xyz), max_points, seed)
     colours = _id_colours(np.asarray(proposal_ids)[idx], -1)
-    return _figure([_points(np.asarray(xyz)[idx], colours, point_size=point_size)], title)
+    return figure([points_trace(np.asarray(xyz)[idx], colours, point_size=point_size)], title)
 
 
 def switchable(figures: dict, title: str | None = None, control: str = "buttons",

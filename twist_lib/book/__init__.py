@@ -8,15 +8,14 @@ Notebook side (every notebook under ``book/`` starts with a papermill ``paramete
     model, meta = book.trained_baseline(cfg)                   # train Phi once, then reuse it
 
 A notebook's ``profile`` parameter defaults to ``""``, which means ``$TWIST_PROFILE`` if set, else
-``cpu``; papermill's ``-p profile ...`` overrides both. The module B and C pages' own helpers live
-in :mod:`twist_lib.proposal_study` and :mod:`twist_lib.pseudo_study`.
+``cpu``; papermill's ``-p profile ...`` overrides both.
 
-Where things live (every name below is importable from ``twist_lib.book`` itself):
+Where things live (the names below are importable from ``twist_lib.book`` itself):
 
-- :mod:`twist_lib.book.helpers`: what a page calls, and where the book is: :func:`notebook_config`,
-  :func:`trained_baseline`, :func:`run_metrics`, :func:`use_book_renderer`, :func:`resolve_profile`,
-  :func:`repo_root`, :func:`toc_notebooks`, :func:`find_notebooks`, and the constants
-  ``PROFILE_ENV``, ``DEFAULT_PROFILE``, ``BOOK_DIR``, ``TOC_FILE``, ``RENDERER``.
+- :mod:`twist_lib.book.helpers`: what a page calls, and where the book is: :func:`trained_baseline`,
+  :func:`run_metrics`, :func:`use_book_renderer`, :func:`toc_notebooks`, :func:`find_notebooks`;
+  :func:`notebook_config`, :func:`resolve_profile` and :func:`repo_root` come from the core
+  (:mod:`twist_lib.paths`).
 - :func:`twist_lib.viz.switchable`: several figures in one, with buttons or a slider
   (``book.switchable``; imported on first use, so ``twist_lib.book`` loads without plotly).
 - :mod:`twist_lib.book.runner`: the papermill batch runner (:func:`run_notebooks`,
@@ -26,26 +25,25 @@ Where things live (every name below is importable from ``twist_lib.book`` itself
   HTML build (:func:`build_html`).
 - :mod:`twist_lib.book.cli` (and ``__main__``): ``python -m twist_lib.book
   list|run|strip|publish|build`` (:func:`main`); ``--help`` explains the commands.
-
-The runner and the command line look ``repo_root``, ``MAX_PUBLISHED_BYTES`` and the runner's
-functions up on this package when they run, so ``monkeypatch.setattr(book, NAME, ...)`` still
-reaches them.
+- The pages' own helpers, one module each, as d2l keeps page code out of its core:
+  :mod:`~twist_lib.book.proposal_study` and :mod:`~twist_lib.book.psi_diagnostics` (module B;
+  ``proposal_study.scene_proposals`` also feeds module C), :mod:`~twist_lib.book.pseudo_study`
+  (module C), :mod:`~twist_lib.book.viz_proposals` (the figures of modules B and C),
+  :mod:`~twist_lib.book.viz_rounds` (the pipeline page), :mod:`~twist_lib.book.batch` (the batch
+  of pipeline runs over label ratios and seeds). The core never imports this package.
 """
 from __future__ import annotations
 
-# the private names too: they were importable from the one-module twist_lib.book
-# ruff: noqa: F401
-from ..config import Config
-from .helpers import (BOOK_DIR, DEFAULT_PROFILE, PROFILE_ENV, RENDERER, TOC_FILE, _register_renderer,
-                      _toc_files, find_notebooks, notebook_config, repo_root, resolve_profile,
-                      run_metrics, toc_notebooks, trained_baseline, use_book_renderer)
+from ..paths import DEFAULT_PROFILE, PROFILE_ENV, TOC_FILE, notebook_config, repo_root, resolve_profile
+from .cli import main
+from .helpers import (BOOK_DIR, RENDERER, find_notebooks, run_metrics, toc_notebooks,
+                      trained_baseline, use_book_renderer)
 from .runner import (MAX_PUBLISHED_BYTES, PLOTLY_MIME, PUBLISHED_NOTE_TAG, NotebookFailed, RunResult,
-                     _source_cell, _write_json, _write_notebook, build_html, default_run_dir,
-                     publish_notebooks, publishable, run_notebooks, strip_notebook, strip_notebooks)
-from .cli import _parser, main
+                     build_html, default_run_dir, publish_notebooks, publishable, run_notebooks,
+                     strip_notebook, strip_notebooks)
 
 __all__ = [
-    "BOOK_DIR", "Config", "DEFAULT_PROFILE", "MAX_PUBLISHED_BYTES", "NotebookFailed", "PLOTLY_MIME",
+    "BOOK_DIR", "DEFAULT_PROFILE", "MAX_PUBLISHED_BYTES", "NotebookFailed", "PLOTLY_MIME",
     "PROFILE_ENV", "PUBLISHED_NOTE_TAG", "RENDERER", "RunResult", "TOC_FILE", "build_html",
     "default_run_dir", "find_notebooks", "main", "notebook_config", "publish_notebooks",
     "publishable", "repo_root", "resolve_profile", "run_metrics", "run_notebooks", "strip_notebook",

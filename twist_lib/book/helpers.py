@@ -19,31 +19,15 @@ from pathlib import Path
 import yaml
 
 from ..config import Config
+from ..paths import TOC_FILE, repo_root
 
-PROFILE_ENV = "TWIST_PROFILE"
-DEFAULT_PROFILE = "cpu"
 BOOK_DIR = "book"
-TOC_FILE = "_toc.yml"
 RENDERER = "twist_book"
 
 
 # ----------------------------------------------------------------------------------------------
 # locating the book
 # ----------------------------------------------------------------------------------------------
-def repo_root(start=None) -> Path:
-    """The folder holding ``_toc.yml``: ``start`` (default: the working directory) or a parent.
-
-    Notebooks run with their own folder as working directory (Jupyter, nbval, Jupyter Book,
-    papermill), so this is how they find ``data/`` and ``runs/``.
-    """
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / TOC_FILE).exists():
-            return folder
-    raise FileNotFoundError(f"{here}: no {TOC_FILE} here or in a parent folder; run from the "
-                            "repository (the folder with _toc.yml) or its book/ folder")
-
-
 def _toc_files(entry: dict) -> list[str]:
     out = [entry["file"]] if "file" in entry else []
     for key in ("parts", "chapters", "sections"):
@@ -96,27 +80,6 @@ def find_notebooks(names, root=None) -> list[Path]:
 # ----------------------------------------------------------------------------------------------
 # notebook helpers
 # ----------------------------------------------------------------------------------------------
-def resolve_profile(profile: str = "") -> str:
-    """``profile`` if given, else ``$TWIST_PROFILE``, else ``cpu``."""
-    return profile or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
-
-
-def notebook_config(profile: str = "", **overrides) -> Config:
-    """The notebook's one :class:`~twist_lib.config.Config`.
-
-    ``Config.for_profile(resolve_profile(profile), **overrides)`` with the ``None`` overrides
-    dropped (a notebook parameter left at "the profile's value"), then ``data_root`` and
-    ``run_dir`` made absolute against the repository root, so that a notebook finds the same
-    dataset and run folder as ``make train`` whichever folder it runs in.
-    """
-    cfg = Config.for_profile(resolve_profile(profile),
-                             **{k: v for k, v in overrides.items() if v is not None})
-    root = repo_root()
-    cfg.data_root = str(root / cfg.data_root)
-    cfg.run_dir = str(root / cfg.resolved_run_dir())
-    return cfg
-
-
 def trained_baseline(cfg: Config):
     """The Sup-only baseline Phi of ``cfg``, in eval mode, and the dataset's meta.
 
@@ -124,7 +87,10 @@ def trained_baseline(cfg: Config):
     the synthetic benchmark if it is missing) unless the run folder already holds
     ``checkpoints/final.pt``; a killed training run is resumed from its last checkpoint.
     """
-    from ..trainer import build_model, ensure_dataset, load_weights, resolve_device, train
+    from ..checkpoints import load_weights    # torch: imported when a page trains, not before
+    from ..data.ensure import ensure_dataset
+    from ..network import build_model
+    from ..trainer import resolve_device, train
     final = Path(cfg.resolved_run_dir()) / "checkpoints" / "final.pt"
     if not final.exists():
         train(cfg, resume="auto")

@@ -2,17 +2,12 @@
 :func:`publishable`, a notebook as the book shows it) and the HTML build.
 
 ``python -m twist_lib.book run|publish|strip|build`` (:mod:`twist_lib.book.cli`) calls these;
-:mod:`twist_lib.book` re-exports them.
-
-The names a test may replace on the package (``monkeypatch.setattr(book, "repo_root", ...)``,
-``book.MAX_PUBLISHED_BYTES``) are looked up through :mod:`twist_lib.book` at call time
-(:func:`_book`), so that such a patch takes effect here as it did when all this was one module.
+:mod:`twist_lib.book` re-exports the public ones.
 """
 from __future__ import annotations
 
 import copy
 import datetime as _dt
-import importlib
 import json
 import os
 import subprocess
@@ -23,17 +18,13 @@ from pathlib import Path
 
 import nbformat
 
-from .helpers import BOOK_DIR, DEFAULT_PROFILE, PROFILE_ENV
+from ..atomic import atomic_json
+from ..paths import DEFAULT_PROFILE, PROFILE_ENV, repo_root
+from .helpers import BOOK_DIR
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PUBLISHED_NOTE_TAG = "published-note"
 MAX_PUBLISHED_BYTES = 1_500_000  # a committed executed notebook stays below this size
-
-
-def _book():
-    """The :mod:`twist_lib.book` package, whose attributes (``repo_root``,
-    ``MAX_PUBLISHED_BYTES``) are the ones tests patch."""
-    return importlib.import_module(__package__)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -61,7 +52,7 @@ class RunResult:
 def default_run_dir(profile: str, root=None, today=None) -> Path:
     """``runs/notebooks/<profile>_<YYYY-MM-DD>``: one folder per profile and date."""
     day = (today or _dt.date.today()).isoformat()
-    return _book().repo_root(root) / "runs" / "notebooks" / f"{profile}_{day}"
+    return repo_root(root) / "runs" / "notebooks" / f"{profile}_{day}"
 
 
 def _source_cell(notebook: Path, cell_source: str) -> tuple[int, str]:
@@ -88,7 +79,7 @@ def run_notebooks(notebooks, profile: str = DEFAULT_PROFILE, out_dir=None, param
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    root = _book().repo_root()
+    root = repo_root()
     book_dir = root / BOOK_DIR
     out_dir = Path(out_dir) if out_dir else default_run_dir(profile, root)
     params = {"profile": profile, **(parameters or {})}
@@ -124,15 +115,9 @@ def run_notebooks(notebooks, profile: str = DEFAULT_PROFILE, out_dir=None, param
             result.seconds[rel.as_posix()] = round(time.time() - t0, 1)
             record["notebooks"][rel.as_posix()] = {"seconds": result.seconds[rel.as_posix()],
                                                    "parameters": mine, "status": status}
-            _write_json(timings, record)
+            atomic_json(timings, record)
         log(f"[{profile}] {rel} done in {result.seconds[rel.as_posix()]:.1f} s")
     return result
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,8 +189,7 @@ def strip_notebooks(notebooks, log=print) -> None:
 def publish_notebooks(run_dir, notebooks, log=print) -> None:
     """Copy the executed notebooks of ``run_dir`` over their sources in ``book/``
     (:func:`publishable`); refuses one above :data:`MAX_PUBLISHED_BYTES`."""
-    book = _book()
-    root = book.repo_root()
+    root = repo_root()
     run_dir = Path(run_dir)
     for path in notebooks:
         executed = run_dir / path.relative_to(root / BOOK_DIR)
@@ -218,7 +202,7 @@ def publish_notebooks(run_dir, notebooks, log=print) -> None:
                              f"{errors[0]['evalue']}); fix it and run it again before publishing")
         nb = publishable(nbformat.read(executed, as_version=4))
         size = len(nbformat.writes(nb).encode())
-        limit = book.MAX_PUBLISHED_BYTES
+        limit = MAX_PUBLISHED_BYTES
         if size > limit:
             raise ValueError(f"{executed}: {size / 1e6:.1f} MB executed, more than the "
                              f"{limit / 1e6:.1f} MB a committed notebook may weigh")
@@ -233,7 +217,7 @@ def build_html(profile: str = "smoke", out_dir=None, root=None) -> Path:
     """``jupyter-book build`` of the book with warnings as errors, the notebooks executing at
     ``profile``; returns the HTML folder (``OUT/_build/html``, OUT = the repository by default).
     Raises ``RuntimeError`` if the build fails (a warning, or a notebook that raised)."""
-    root = _book().repo_root(root)
+    root = repo_root(root)
     out_dir = Path(out_dir) if out_dir else root
     cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
            "build", str(root), "-W", "--keep-going", "--path-output", str(out_dir)]

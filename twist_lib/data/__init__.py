@@ -16,7 +16,7 @@ _LAZY = {
     "transforms": ("Compose", "RandomJitterMatrix", "RandomFlipX", "RandomRotateZ",
                    "ElasticDistortion", "RandomCrop", "ColourShift", "default_train_transforms",
                    "instance_centers", "instance_offsets", "select_points"),
-    "batch": ("BATCH_KEYS", "collate", "point_features"),
+    "batch": ("BATCH_KEYS", "collate", "point_features", "to_device"),
     "splits": ("make_label_splits", "write_label_splits", "ratio_key", "labelled_split_name"),
     "dataset": ("SceneDataset", "SPLITS", "split_scene_names", "corrupt_instance_classes"),
     "ensure": ("ensure_dataset",),

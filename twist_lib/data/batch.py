@@ -109,3 +109,9 @@ def collate(scenes: list[dict], voxel_size: float = VOXEL_SIZE, use_xyz_features
     batch["labelled"] = torch.tensor([bool(s.get("labelled", True)) for s in scenes])
     batch["names"] = [str(s.get("name", "")) for s in scenes]
     return batch
+
+
+def to_device(batch: dict, device) -> dict:
+    """The batch dict with every tensor moved to ``device`` (other values as they are)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()}

@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 from .classes import IGNORE_INDEX
 from .batch import collate
 from .io import read_meta, load_scene, scene_path
+from .pseudo_files import pseudo_label_path, read_pseudo_labels
 from .splits import labelled_split_name
 from .transforms import instance_offsets
 from .voxels import VOXEL_SIZE
@@ -200,7 +201,6 @@ class SceneDataset(Dataset):
         return scene
 
     def _with_pseudo_labels(self, scene: dict) -> dict:
-        from ..pseudo_labels import pseudo_label_path, read_pseudo_labels
         labels = read_pseudo_labels(pseudo_label_path(self.pseudo_dir, scene["name"]),
                                     num_points=len(scene["xyz"]))
         valid = labels["offset_valid"].astype(bool)

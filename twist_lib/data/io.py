@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
 from .classes import IGNORE_INDEX
 
 SCENE_KEYS = ("xyz", "rgb", "semantic", "instance")
@@ -35,20 +36,6 @@ FORMAT_VERSION = 1
 
 class DataFormatError(ValueError):
     """A file that is not in the format this module documents; the message names the file."""
-
-
-def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def validate_scene(scene: dict, where: str = "scene") -> dict:
@@ -90,7 +77,7 @@ def save_scene(path, scene: dict) -> Path:
     scene = validate_scene(scene, str(path))
     arrays = {k: scene[k] for k in SCENE_KEYS}
     arrays["name"] = np.array(scene["name"])
-    _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     return path
 
 
@@ -132,7 +119,7 @@ def gt_ids(semantic, instance, benchmark_ids) -> np.ndarray:
 def write_gt_txt(path, semantic, instance, benchmark_ids) -> Path:
     """Write :func:`gt_ids` of a scene as the benchmark's txt (one integer per line), atomically."""
     text = "\n".join(map(str, gt_ids(semantic, instance, benchmark_ids).tolist())) + "\n"
-    _atomic_write(Path(path), lambda f: f.write(text.encode()))
+    atomic_write(Path(path), lambda f: f.write(text.encode()))
     return Path(path)
 
 
@@ -159,7 +146,7 @@ def make_meta(name, class_names, instance_classes, benchmark_ids=None, splits=No
 def write_meta(root, meta: dict) -> Path:
     path = Path(root) / "meta.json"
     text = json.dumps(meta, indent=1)
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
     return path
 
 

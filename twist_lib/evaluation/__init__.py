@@ -16,7 +16,7 @@ from .files import (PRED_MASK_DIR, evaluate_dirs, read_gt_txt, read_ids_txt, rea
 from .instance_ap import (MAP_OVERLAPS, MIN_REGION_SIZE, OVERLAPS, ClassMatches, InstanceEvaluator,
                           average_precision, evaluate_instances, format_ap_table, instance_arrays,
                           match_class, scene_matches)
-from .pseudo import PseudoLabelQuality, pseudo_label_quality
+from .pseudo import PseudoLabelQuality, pseudo_dir_quality, pseudo_label_quality
 from .semantic import ConfusionMatrix, semantic_scores
 
 __all__ = [
@@ -24,5 +24,5 @@ __all__ = [
     "read_predictions", "scene_files", "write_predictions", "MAP_OVERLAPS", "MIN_REGION_SIZE",
     "OVERLAPS", "ClassMatches", "InstanceEvaluator", "average_precision", "evaluate_instances",
     "format_ap_table", "instance_arrays", "match_class", "scene_matches", "PseudoLabelQuality",
-    "pseudo_label_quality", "ConfusionMatrix", "semantic_scores",
+    "pseudo_dir_quality", "pseudo_label_quality", "ConfusionMatrix", "semantic_scores",
 ]

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..data.io import DataFormatError, _atomic_write
+from ..atomic import atomic_write
+from ..data.io import DataFormatError
 from .class_spec import ClassSpec
 from .instance_ap import MIN_REGION_SIZE, InstanceEvaluator, check_class_id, instance_arrays
 
@@ -93,7 +94,7 @@ def write_predictions(pred_dir, scene_name: str, instances, mask_dir: str = PRED
         lines.append(f"{rel} {class_id} {score!r}\n")
     path = pred_dir / f"{scene_name}.txt"
     text = "".join(lines)
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
     return path
 
 

@@ -16,12 +16,17 @@ ground-truth offset of a point is only meaningful where its ground-truth instanc
   class is an object (instance) class. Module C labels only objects, so without background
   pseudo labels it equals ``sem_acc``; with them (an extension of this implementation,
   :func:`twist_lib.pseudo_labels.make_pseudo_labels`) it keeps the figure comparable.
+
+:func:`pseudo_dir_quality` scores a round's pseudo-label files (``<pseudo_dir>/<scene>.npz``,
+:mod:`twist_lib.data.pseudo_files`) against the ground truth of the unlabelled scenes.
 """
 from __future__ import annotations
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data.classes import IGNORE_INDEX
+from ..data.pseudo_files import pseudo_label_path, read_pseudo_labels
 from .semantic import ConfusionMatrix
 
 
@@ -104,3 +109,34 @@ def pseudo_label_quality(pseudo_sem, pseudo_offset, gt_sem, gt_offset, gt_instan
     accumulate several."""
     return PseudoLabelQuality(num_classes, ignore_index).add(
         pseudo_sem, pseudo_offset, gt_sem, gt_offset, gt_instance, offset_valid).result()
+
+
+def pseudo_dir_quality(pseudo_dir, dataset, progress: bool = False) -> dict:
+    """Quality of a round's pseudo-label files against the ground truth (Fig. 4).
+
+    For every scene of ``dataset`` (an unlabelled :class:`twist_lib.data.SceneDataset`) reads
+    its file in ``pseudo_dir`` and ``dataset.ground_truth(i)``, and accumulates
+    :class:`PseudoLabelQuality` (offsets scored where
+    ``offset_valid``). Returns its ``result()`` plus ``per_scene``: a list of dicts with
+    ``name``, ``sem_acc``, ``coverage`` and ``offset_error`` of each scene. Run this after the
+    labels are written; training never reads it. A missing file is an error naming it.
+    """
+    paths = [pseudo_label_path(pseudo_dir, name) for name in dataset.names]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} pseudo-label file(s) missing in {pseudo_dir}, "
+                                f"e.g. {missing[:3]}")
+    num_classes = int(dataset.meta["num_classes"])
+    objects = dataset.meta["instance_classes"]
+    total, per_scene = PseudoLabelQuality(num_classes, object_classes=objects), []
+    for i, path in enumerate(tqdm(paths, desc="pseudo-label quality", disable=not progress)):
+        gt = dataset.ground_truth(i)
+        labels = read_pseudo_labels(path, num_points=len(gt["xyz"]))
+        valid = labels["offset_valid"]
+        args = (labels["semantic"], np.where(valid[:, None], labels["offset"], 0.0),
+                gt["semantic"], gt["offset"], gt["instance"])
+        total.add(*args, offset_valid=valid)
+        scene = PseudoLabelQuality(num_classes).add(*args, offset_valid=valid).result()
+        per_scene.append({"name": dataset.names[i], "sem_acc": scene["sem_acc"],
+                          "coverage": scene["coverage"], "offset_error": scene["offset_error"]})
+    return {**total.result(), "per_scene": per_scene}

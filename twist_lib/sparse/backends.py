@@ -30,15 +30,10 @@ def resolve_backend(name: str = "auto") -> str:
 
     ``"auto"`` picks the pure-PyTorch backend on the CPU (without importing the optional
     libraries).  With a CUDA device it picks spconv when it imports, else MinkowskiEngine when it
-    imports, else torch.  The preference of spconv over MinkowskiEngine on CUDA is not yet
-    measured on a GPU here; ``bench/run.py`` (group ``sparse``, ``--device cuda``) measures every
-    available backend side by side.  Deviation from the issue ("auto picks MinkowskiEngine when it
-    imports"): on the CPU, MinkowskiEngine 0.5.4 measured 3-13x slower than the torch backend on
-    the same U-Net step (bench/bench_sparse.py), with its transposed-convolution backward slowest
-    of all, so choosing it there would only make every CPU job slower.  spconv's CPU path was only
-    slightly faster than the torch backend (0.59-0.66 vs 0.70-0.82 s per ``small`` U-Net step at
-    50k voxels, one thread on a loaded machine; :mod:`twist_lib.sparse.spconv_backend`), too small a
-    margin to make an optional dependency (whose import alone takes seconds) the CPU default.  Ask
+    imports, else torch: on the CPU, MinkowskiEngine 0.5.4 is several times slower than the torch
+    backend on the same U-Net step and spconv's CPU path too little faster to make an optional
+    dependency (whose import alone takes seconds) the default (figures: ``bench/NOTES.md``,
+    "Backend choices"; ``bench/run.py`` group ``sparse`` measures every available backend).  Ask
     for ``"minkowski"`` or ``"spconv"`` explicitly to use them on the CPU.
     """
     if name == "auto":

@@ -28,10 +28,8 @@ How the results equal the torch backend's (:mod:`twist_lib.sparse.torch_backend`
 
 Rulebooks are cached per coordinate manager in ``manager.cache["spconv"]``.  Parity with dense
 conv3d and with the torch backend (forward and gradients, float64) is tested in
-``tests/test_sparse.py``.  Measured on the CPU (one thread, loaded machine, ``small`` U-Net
-forward+backward+SGD step at 50k voxels, ``bench/bench_sparse.py:unet_step``, median of 3 steps,
-4 runs each interleaved): spconv 0.59-0.66 s, torch backend 0.70-0.82 s.  Not yet measured on a
-GPU.
+``tests/test_sparse.py``.  Its speed against the torch backend is measured in ``bench/NOTES.md``
+("Backend choices").
 """
 from __future__ import annotations
 

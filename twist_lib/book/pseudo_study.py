@@ -1,9 +1,9 @@
 """Module C's pseudo labels against point-wise thresholding, scored against the hidden ground
 truth: the helpers of the book's module C page (``book/module_c.ipynb``, "Module C: from
 proposals to pseudo labels"). One scene's proposals come from
-:func:`twist_lib.proposal_study.scene_proposals` (the module B page's helpers)::
+:func:`twist_lib.book.proposal_study.scene_proposals` (the module B page's helpers)::
 
-    from twist_lib import pseudo_study as pst
+    from twist_lib.book import pseudo_study as pst
     labels = pst.pseudo_labels_by(props, "psi", cfg, meta)     # one of PSEUDO_STRATEGIES
     q = pst.label_quality(labels, gt, num_classes)             # Fig. 4's quality of one scene
     audit = pst.label_audit(props, labels, gt, meta)           # where the labels land
@@ -16,8 +16,12 @@ and turn them into rates per group of :data:`AUDIT_GROUPS`.
 from __future__ import annotations
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from .config import Config
+from ..config import Config
+from ..evaluation.pseudo import PseudoLabelQuality, pseudo_label_quality
+from ..proposals import background_classes
+from ..pseudo_labels import make_pseudo_labels
 from .proposal_study import SceneProposals, scene_proposals
 
 #: The pseudo-labelling strategies the module C page compares (paper Table 4, groups IV-VI).
@@ -34,7 +38,6 @@ def pseudo_labels_by(props: SceneProposals, strategy: str, cfg: Config, meta: di
     ``pointwise`` (``update="pointwise"``, threshold ``cfg.pointwise_threshold``), ``majority``
     (module C on module A's classes and scores) or ``psi`` (module C on Psi's, TWIST); the
     proposal strategies keep proposals with score above ``cfg.pseudo_threshold``."""
-    from .pseudo_labels import make_pseudo_labels
     if strategy not in PSEUDO_STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {list(PSEUDO_STRATEGIES)}")
     if strategy == "pointwise":
@@ -64,9 +67,8 @@ def label_quality(labels: dict, gt: dict, num_classes: int, where=None) -> dict:
     """Fig. 4's quality of one scene's pseudo labels against its ground truth ``gt`` (a scene
     dict with ``semantic``, ``instance`` and ``offset``, e.g. ``SceneDataset.ground_truth``):
     :func:`twist_lib.evaluation.pseudo.pseudo_label_quality` with offsets scored where
-    ``offset_valid``, as :func:`twist_lib.pseudo_labels.pseudo_label_quality` scores a round;
+    ``offset_valid``, as :func:`twist_lib.evaluation.pseudo_dir_quality` scores a round;
     ``where`` (boolean mask) restricts it to some points, e.g. the true object points."""
-    from .evaluation.pseudo import pseudo_label_quality
     *args, valid = _quality_args(labels, gt, where)
     return pseudo_label_quality(*args, num_classes, offset_valid=valid)
 
@@ -121,7 +123,6 @@ def label_audit(props: SceneProposals, labels: dict, gt: dict, meta: dict) -> di
     pseudo offset (``offset_error_pseudo``) and of Phi's own offset (``offset_error_phi``).
     Counts add up over scenes (:func:`merge_audits`); :func:`audit_rates` turns them into rates.
     """
-    from .inference import background_classes
     bg = np.asarray(background_classes(meta))
     phi_cls = props.semantic
     sem = np.asarray(labels["semantic"])
@@ -195,11 +196,9 @@ def pseudo_label_comparison(phi, psi, dataset, cfg: Config, meta: dict,
     Returns ``{"scenes": n, "quality": {strategy: PseudoLabelQuality result + "per_scene"},
     "objects": {strategy: the same on the true object points only (:func:`object_points`)},
     "audit": {strategy: merged label_audit}}`` (audits for the proposal strategies only).
-    The scenes go through :func:`~twist_lib.proposal_study.scene_proposals` one at a time;
+    The scenes go through :func:`scene_proposals` one at a time;
     ``dataset.ground_truth`` is read for the scoring only.
     """
-    from tqdm.auto import tqdm
-    from .evaluation.pseudo import PseudoLabelQuality
     n = len(dataset) if not max_scenes else min(max_scenes, len(dataset))
     k = int(meta["num_classes"])
     totals = {s: PseudoLabelQuality(k) for s in PSEUDO_STRATEGIES}

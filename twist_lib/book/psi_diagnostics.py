@@ -2,7 +2,7 @@
 
 For scenes with ground truth (the val split), :func:`proposal_table` runs Phi, module A and Psi
 exactly as pseudo-labelling does (eval mode, no augmentation) and lists every proposal with its
-true IoU and class (:func:`twist_lib.recorrection.proposal_targets`), the class by majority vote
+true IoU and class (:func:`twist_lib.object_samples.proposal_targets`), the class by majority vote
 and its mean probability (what TWIST uses with module B off), and Psi's class and certainty.
 :func:`summarise` turns the table into the figures the book's module B page shows: how many
 wrong classes Psi corrects and how many right ones it breaks, and how well its score separates
@@ -14,10 +14,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data.batch import collate
-from .inference import background_classes, to_device
-from .psi_training import module_a_proposals, psi_features, recorrect
-from .recorrection import sample_targets
+from ..data.batch import collate, to_device
+from ..object_samples import sample_targets
+from ..proposals import background_classes, propose
 
 COLUMNS = ("scene", "size", "iou", "true_class", "majority_class", "majority_score",
            "psi_class", "psi_score")
@@ -36,24 +35,20 @@ def proposal_table(phi, psi, dataset, cfg, meta: dict, device, max_scenes: int |
                       leave=False):
         scenes = [dataset[i] for i in range(start, min(n, start + batch_size))]
         batch = to_device(collate(scenes, cfg.voxel_size, cfg.use_xyz_features), device)
-        out = phi(batch)
-        probs = torch.softmax(out["semantic_logits"].float(), dim=1)
-        samples, per_scene = module_a_proposals(batch, probs, out["offset"].float(),
-                                                range(len(scenes)), cfg, background)
+        props = propose(phi(batch), batch, cfg, background, psi=psi)
+        samples = props.samples
         if samples.n == 0:
             continue
         iou, cls = sample_targets(samples.point_idx, samples.sample_idx, samples.n,
                                   batch["instance"], batch["semantic"])
-        psi_class, psi_score = recorrect(psi, batch["xyz"], psi_features(cfg, batch, out), samples)
         scene_of = batch["batch_index"][samples.point_idx]
         first = torch.zeros(samples.n, dtype=torch.int64, device=scene_of.device)
         first.scatter_reduce_(0, samples.sample_idx, scene_of, "amax", include_self=False)
         sizes = torch.bincount(samples.sample_idx, minlength=samples.n)
         columns = {
             "scene": first + start, "size": sizes, "iou": iou, "true_class": cls,
-            "majority_class": torch.cat([p.classes for _, p in per_scene]),
-            "majority_score": torch.cat([p.scores for _, p in per_scene]),
-            "psi_class": psi_class, "psi_score": psi_score}
+            "majority_class": props.majority_class, "majority_score": props.majority_score,
+            "psi_class": props.classes, "psi_score": props.scores}
         for k, v in columns.items():
             parts[k].append(v.cpu().numpy())
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}

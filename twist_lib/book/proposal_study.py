@@ -1,8 +1,8 @@
 """Psi on the frozen baseline, and one scene through modules A and B: the helpers of the book's
 module B page (``book/module_b.ipynb``, "Module B: re-correcting proposals"); the module C page
-(:mod:`twist_lib.pseudo_study`) builds on them::
+(:mod:`twist_lib.book.pseudo_study`) builds on them::
 
-    from twist_lib import proposal_study as ps
+    from twist_lib.book import proposal_study as ps
     phi, psi, meta = ps.trained_psi(cfg)                   # Sup-only Phi, and Psi trained on it
     props = ps.scene_proposals(phi, psi, scene, cfg, meta)  # one scene through Phi, A and Psi
     members, what = ps.pick_sample(props, scene)           # one object-level sample
@@ -20,8 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from .config import Config
+from ..checkpoints import load_weights
+from ..config import Config
+from ..data.batch import collate, to_device
+from ..object_samples import centre_samples, mutate_proposal, proposal_targets, transform_samples
+from ..proposals import background_classes, propose
+from ..recorrection import build_psi
+from ..self_training import RoundTrainer
+from ..trainer import resolve_device
+from .helpers import trained_baseline
 
 PSI_DIR = "psi"  # Psi trained on the frozen baseline: <baseline run folder>/psi/
 
@@ -50,10 +59,6 @@ def trained_psi(cfg: Config):
     its last checkpoint; the run folder is :func:`psi_config`'s (its ``log.csv`` holds Psi's
     losses, its ``metrics.json`` the validation with test-time re-correction).
     """
-    from .book import trained_baseline
-    from .psi_training import build_psi
-    from .self_training import RoundTrainer
-    from .trainer import load_weights, resolve_device
     phi, meta = trained_baseline(cfg)
     psi_cfg = psi_config(cfg)
     final = Path(psi_cfg.run_dir) / "checkpoints" / "final.pt"
@@ -106,44 +111,28 @@ class SceneProposals:
 
 
 def scene_proposals(phi, psi, scene: dict, cfg: Config, meta: dict) -> SceneProposals:
-    """Run one scene dict through Phi (eval mode), module A
-    (:func:`~twist_lib.psi_training.module_a_proposals`) and Psi
-    (:func:`~twist_lib.psi_training.recorrect`), without gradients, as
+    """Run one scene dict through Phi (eval mode), module A and Psi
+    (:func:`~twist_lib.proposals.propose`), without gradients, as
     :func:`~twist_lib.self_training.pseudo_label_split` does; the IoU targets come from
-    :func:`~twist_lib.recorrection.proposal_targets` against the scene's own labels. With
+    :func:`~twist_lib.object_samples.proposal_targets` against the scene's own labels. With
     ``psi=None`` Psi's columns repeat module A's class and score (module B off)."""
-    import torch
-    from .data.batch import collate
-    from .inference import background_classes, to_device
-    from .psi_training import module_a_proposals, psi_features, recorrect
-    from .recorrection import proposal_targets
     device = next(phi.parameters()).device
     batch = to_device(collate([scene], cfg.voxel_size, cfg.use_xyz_features), device)
     was_training = phi.training
     phi.eval()
     with torch.no_grad():
         out = phi(batch)
-        probs = torch.softmax(out["semantic_logits"].float(), dim=1)
-        offset = out["offset"].float()
-        samples, per_scene = module_a_proposals(batch, probs, offset, [0], cfg,
-                                                background_classes(meta))
-        props = per_scene[0][1]
-        feats = psi_features(cfg, batch, out)
-        if samples.n and psi is not None:
-            psi_class, psi_score = recorrect(psi, batch["xyz"], feats, samples)
-        else:
-            psi_class, psi_score = props.classes, props.scores.float()
+        props = propose(out, batch, cfg, background_classes(meta), psi=psi)
     phi.train(was_training)
-    ids = np.full(len(probs), -1, dtype=np.int64)
-    ids[samples.point_idx.cpu().numpy()] = samples.sample_idx.cpu().numpy()
+    ids = props.scene_ids(batch, 0).cpu().numpy()
     iou, true_class = proposal_targets(ids, np.asarray(scene["instance"]),
-                                       np.asarray(scene["semantic"]), num_proposals=samples.n)
+                                       np.asarray(scene["semantic"]), num_proposals=len(props))
     numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731
     return SceneProposals(
-        name=scene["name"], xyz=numpy(batch["xyz"]), probs=numpy(probs), offset=numpy(offset),
-        features=numpy(out["features"].float()), proposal_ids=ids,
-        majority_class=numpy(props.classes), majority_score=numpy(props.scores.float()),
-        psi_class=numpy(psi_class), psi_score=numpy(psi_score.float()), iou=iou,
+        name=scene["name"], xyz=numpy(batch["xyz"]), probs=numpy(props.probs),
+        offset=numpy(props.offset), features=numpy(out["features"].float()), proposal_ids=ids,
+        majority_class=numpy(props.majority_class), majority_score=numpy(props.majority_score),
+        psi_class=numpy(props.classes), psi_score=numpy(props.scores.float()), iou=iou,
         true_class=true_class)
 
 
@@ -165,10 +154,9 @@ def pick_sample(props: SceneProposals, scene: dict, index: int = -1, expand: flo
     Phi), its ground-truth instances, which Psi's training adds as samples too
     (``psi_gt_proposals``). ``index >= 0`` picks candidate ``index`` (modulo their number);
     ``index < 0`` the one whose bounding box, enlarged by ``expand``
-    (:func:`~twist_lib.recorrection.mutate_proposal`), takes in the most points of other
+    (:func:`~twist_lib.object_samples.mutate_proposal`), takes in the most points of other
     objects: the most telling geometric mutation.
     """
-    from .recorrection import mutate_proposal
     inst = np.asarray(scene["instance"])
     if len(props):
         masks = [props.members(j) for j in range(len(props))]
@@ -197,19 +185,17 @@ def five_augmentations(scene: dict, members, crop: float = 0.7, expand: float = 
     """The five object-level augmentations of Psi's training (Sec. 4.2, Fig. 3), each alone,
     on the sample ``members`` (boolean mask) of a labelled ``scene``.
 
-    Geometric transformation (:func:`~twist_lib.recorrection.transform_samples` with one part
+    Geometric transformation (:func:`~twist_lib.object_samples.transform_samples` with one part
     enabled; the points centred on the sample as Psi sees them): ``rotation``, ``translation``,
-    ``scaling``. Geometric mutation (:func:`~twist_lib.recorrection.mutate_proposal`, scene
+    ``scaling``. Geometric mutation (:func:`~twist_lib.object_samples.mutate_proposal`, scene
     coordinates): ``crop`` (box ratio ``crop`` < 1) and ``expand`` (``expand`` > 1).
 
     Returns ``{name: {"kind", "before", "after", "before_mask", "after_mask", "iou_before",
     "iou_after", "lost", "added", "added_other"}}``: points before / after (centred for the
     transformations), member masks (mutations), the IoU target of eq. (5) before and after
-    (:func:`~twist_lib.recorrection.proposal_targets`), and for the mutations the members
+    (:func:`~twist_lib.object_samples.proposal_targets`), and for the mutations the members
     lost, added, and added from objects other than the sample's own.
     """
-    import torch
-    from .recorrection import centre_samples, mutate_proposal, proposal_targets, transform_samples
     xyz = np.asarray(scene["xyz"], dtype=np.float32)
     inst, sem = np.asarray(scene["instance"]), np.asarray(scene["semantic"])
     members = np.asarray(members, dtype=bool)
@@ -244,9 +230,8 @@ def five_augmentations(scene: dict, members, crop: float = 0.7, expand: float = 
 
 def mutation_curve(scene: dict, members, ratios) -> dict:
     """The IoU target of eq. (5) of the sample ``members`` after a geometric mutation with each
-    box ratio of ``ratios`` (:func:`~twist_lib.recorrection.mutate_proposal`), with its point
+    box ratio of ``ratios`` (:func:`~twist_lib.object_samples.mutate_proposal`), with its point
     count: ``{"ratio", "iou", "points"}`` lists."""
-    from .recorrection import mutate_proposal, proposal_targets
     xyz = np.asarray(scene["xyz"], dtype=np.float32)
     out = {"ratio": [], "iou": [], "points": []}
     for r in ratios:

@@ -18,7 +18,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .viz import GREY, _figure, _points, show_scene, subsample
+from ..viz import GREY, figure, points_trace, show_scene, subsample
 
 BLUE, RED, ORANGE, GREEN, LIGHT = ("rgb(31,119,180)", "rgb(214,39,40)", "rgb(255,127,14)",
                                    "rgb(44,160,44)", "rgb(210,210,210)")
@@ -77,10 +77,10 @@ def show_sample(xyz, members, feats, max_points: int = 20_000, seed: int = 0, ti
     own = np.flatnonzero(members)
     keep = subsample(len(own), max_points, seed)
     colours = feature_colours(feats)
-    traces = [_points(xyz[near], LIGHT, "scene around it", 2, True),
-              _points(xyz[own[keep]], [colours[i] for i in keep],
+    traces = [points_trace(xyz[near], LIGHT, "scene around it", 2, True),
+              points_trace(xyz[own[keep]], [colours[i] for i in keep],
                       f"the sample: {len(own)} points, xyz + {feats.shape[1]} features", 3, True)]
-    return _figure(traces, title)
+    return figure(traces, title)
 
 
 def show_transform(before, after, title=None, max_points: int = 20_000,
@@ -90,8 +90,8 @@ def show_transform(before, after, title=None, max_points: int = 20_000,
     before, after = np.asarray(before), np.asarray(after)
     keep = subsample(len(before), max_points, seed)
     pairs = subsample(len(before), 60, seed + 1)
-    return _figure([_points(before[keep], GREY, "before", 2, True),
-                    _points(after[keep], BLUE, "after", 2, True),
+    return figure([points_trace(before[keep], GREY, "before", 2, True),
+                    points_trace(after[keep], BLUE, "after", 2, True),
                     segments(before[pairs], after[pairs], "a few points' moves", LIGHT, 1)], title)
 
 
@@ -128,10 +128,10 @@ def show_mutation(xyz, before, after, ratio: float, instance=None, max_points: i
     for name, mask, colour, size in groups:
         idx = np.flatnonzero(mask)
         idx = idx[subsample(len(idx), max_points, seed)]
-        traces.append(_points(xyz[idx], colour, f"{name}: {int(mask.sum())}", size, True))
+        traces.append(points_trace(xyz[idx], colour, f"{name}: {int(mask.sum())}", size, True))
     traces += [box_edges(lo, hi, "the sample's box", BLUE),
                box_edges(new_lo, new_hi, f"box x {ratio:g}", ORANGE, "dash")]
-    return _figure(traces, title)
+    return figure(traces, title)
 
 
 def iou_scatter(iou, scores: dict, threshold: float = 0.5, correct=None, title=None,
@@ -182,8 +182,8 @@ def show_pseudo_offsets(xyz, offset, members, centre, true_centre=None, max_segm
     keep = subsample(len(own), max_points, seed)
     arrows = subsample(len(own), max_segments, seed + 1)
     centre = np.asarray(centre, dtype=np.float64).reshape(1, 3)
-    traces = [_points(p[keep], BLUE, f"points p: {len(own)}", 2, True),
-              _points(shifted[keep], ORANGE, "shifted p + ô", 2, True),
+    traces = [points_trace(p[keep], BLUE, f"points p: {len(own)}", 2, True),
+              points_trace(shifted[keep], ORANGE, "shifted p + ô", 2, True),
               segments(p[arrows], shifted[arrows], "Φ's offsets ô", "rgb(150,150,150)", 1),
               segments(p[arrows], np.repeat(centre, len(arrows), 0), "pseudo offsets õ (eq. 8)",
                        RED, 1),
@@ -195,7 +195,7 @@ def show_pseudo_offsets(xyz, offset, members, centre, true_centre=None, max_segm
         traces.append(go.Scatter3d(x=t[:, 0], y=t[:, 1], z=t[:, 2], mode="markers",
                                    name="true centre", marker=dict(size=8, color=GREEN,
                                                                    symbol="cross")))
-    return _figure(traces, title)
+    return figure(traces, title)
 
 
 def show_labels(xyz, semantic, class_names, max_points: int = 20_000, seed: int = 0,

@@ -1,7 +1,7 @@
 """The batch runner: ``book/pipeline.ipynb`` executed with papermill once per (label ratio, seed)
 job, and the summary of the jobs' last rounds beside the paper's Table 7.
 
-``book/at_scale.md`` runs it (``python -m twist_lib.runs batch --ratios 1 5 10 20 --seeds 0 1
+``book/at_scale.md`` runs it (``python -m twist_lib.book batch --ratios 1 5 10 20 --seeds 0 1
 --profile gpu --out DIR``) and shows :func:`run_batch`; each job is the pipeline job of
 :mod:`twist_lib.pipeline`, and its run folder is read back with :func:`twist_lib.runs.read_rounds`.
 """
@@ -13,7 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .runs import METRICS, PAPER_TABLE7_AP50, _cell, read_rounds
+from ..paths import repo_root
+from ..runs import METRICS, PAPER_TABLE7_AP50, read_rounds, table_cell
+from .runner import run_notebooks
 
 PIPELINE_NOTEBOOK = Path("book") / "pipeline.ipynb"
 
@@ -64,7 +66,6 @@ def batch_jobs(ratios, seeds, out) -> list[Job]:
 def execute_pipeline(job: Job, profile: str, parameters: dict, notebook=None) -> float:
     """Run the pipeline notebook for ``job`` with papermill (:func:`twist_lib.book.run_notebooks`:
     the executed copy and ``timings.json`` land in ``job.folder``); returns its seconds."""
-    from .book import repo_root, run_notebooks
     notebook = Path(notebook) if notebook else repo_root() / PIPELINE_NOTEBOOK
     result = run_notebooks([notebook], profile, job.folder, job.parameters(parameters))
     return sum(result.seconds.values())
@@ -102,8 +103,8 @@ def summary_markdown(rows: list[dict]) -> str:
     lines = ["| job | status | rounds | AP | AP50 | AP25 | mIoU | pseudo sem_acc | pseudo coverage |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['job']} | {r['status']} | {_cell(r['rounds'])} | "
-                     + " | ".join(_cell(r[k], True) for k in (*METRICS, "sem_acc", "coverage"))
+        lines.append(f"| {r['job']} | {r['status']} | {table_cell(r['rounds'])} | "
+                     + " | ".join(table_cell(r[k], True) for k in (*METRICS, "sem_acc", "coverage"))
                      + " |")
     lines += ["", "| label ratio | jobs | AP50 mean ± std (%) | paper, ScanNet v2 (Table 7, last round) |",
               "|---|---|---|---|"]

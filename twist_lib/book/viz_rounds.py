@@ -19,9 +19,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import viz
-from .data.classes import IGNORE_INDEX
-from .runs import PAPER_TABLE7_AP50, QUALITY
+from .. import viz
+from ..data.classes import IGNORE_INDEX
+from ..runs import PAPER_TABLE7_AP50, QUALITY
 
 METRIC_NAMES = {"AP": "AP", "AP50": "AP50", "AP25": "AP25", "miou": "mIoU"}
 
