@@ -14,6 +14,8 @@
     python -m twist_lib runs scenes RUN [--top N]        # per-scene pseudo-label quality, most improved first
     python -m twist_lib runs predict RUN [--round T] [--split val] [--out DIR]
     (the benchmark files of a round's model on a split, then the `evaluate` line for them)
+    python -m twist_lib experiments run|status|collect FILE.yaml [--jobs N] [--only TABLE ...]
+    (the paper's tables as a resumable batch of runs: experiments/paper_tables.yaml)
 """
 from __future__ import annotations
 
@@ -142,6 +144,9 @@ def main(argv=None) -> int:
     if argv[:1] == ["evaluate"]:
         from .evaluate import main as evaluate_main
         return evaluate_main(argv[1:])
+    if argv[:1] == ["experiments"]:
+        from .experiments import main as experiments_main
+        return experiments_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m twist_lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +168,8 @@ def main(argv=None) -> int:
     p.add_argument("--profile", default="cpu")
     p.set_defaults(func=_config)
     sub.add_parser("evaluate", help="ScanNet-benchmark evaluation of prediction files")
+    sub.add_parser("experiments", help="the paper's tables as a resumable batch of runs: "
+                                       "run | status | collect FILE.yaml (twist_lib.experiments)")
     _predict_parser(sub)
     _runs_parser(sub)
     args, rest = parser.parse_known_args(argv)

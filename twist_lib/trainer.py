@@ -128,8 +128,8 @@ class Trainer:
         dist.init_from_env(cfg.device)  # joins torchrun's process group (no-op otherwise)
         self.device = resolve_device(cfg.device)
         if cfg.cpu_threads > 0:
-            # Measured on a 2-core machine: torch with 2 threads while another job holds a core
-            # ran sparse convolution up to 350x slower than with 1 (threads spin-wait on each other).
+            # torch threads spin-wait on a core another job holds (bench/NOTES.md, "Threads on a
+            # shared CPU"): one thread per job when jobs share the machine.
             torch.set_num_threads(cfg.cpu_threads)
         with dist.main_first():  # rank 0 generates missing synthetic data, the others wait
             self.meta = ensure_dataset(cfg)

@@ -1,0 +1,71 @@
+"""The experiments page's arithmetic (``twist_lib.book.experiments_page``) on hand-written rows:
+means and spreads over seeds, the verdict rule, shared rows, and the tables and figure."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from twist_lib.book import experiments_page as ep
+from twist_lib.experiments import COLUMNS
+
+
+def row(table, name, ratio, seed, rnd, ap50, kind="twist"):
+    return {"table": table, "row": name, "kind": kind, "label_ratio": str(ratio), "seed": seed,
+            "round": rnd, "AP": ap50 - 0.2, "AP50": ap50, "AP25": ap50 + 0.05, "mIoU": 0.5,
+            **{k: None for k in ("sem_acc", "object_sem_acc", "offset_error", "coverage",
+                                  "train_s", "pseudo_s", "steps")}}
+
+
+ROWS = [row("table1", "sup_only", 5, 0, 0, 0.60, "train"), row("table1", "sup_only", 5, 1, 0, 0.62, "train"),
+        row("table1", "control", 5, 0, 3, 0.64), row("table1", "control", 5, 1, 3, 0.66),
+        row("table1", "twist", 5, 0, 1, 0.50), row("table1", "twist", 5, 0, 3, 0.74),
+        row("table1", "twist", 5, 1, 3, 0.70)]
+
+
+def test_verdicts_follow_the_spread_rule():
+    assert ep.verdict((0.70, 0.01, 2), (0.60, 0.02, 2))["verdict"] == "holds"     # 0.10 > 0.03
+    assert ep.verdict((0.60, 0.01, 2), (0.70, 0.02, 2))["verdict"] == "reversed"
+    v = ep.verdict((0.62, 0.02, 3), (0.60, 0.01, 3))                              # 0.02 < 0.03
+    assert v["verdict"] == "not shown (within the spread)" and v["spread"] == pytest.approx(0.03)
+    assert ep.verdict((0.7, None, 1), (0.6, 0.0, 2))["verdict"] == "one seed: not judged"
+    assert ep.verdict(None, (0.6, 0.0, 2))["verdict"] == "no results yet"
+
+
+def test_summary_takes_each_runs_last_round_and_shares_table1_rows():
+    summary = ep.summary_of(ROWS)
+    mean, std, n = ep.stats(summary, "table1", "twist", 5)
+    assert (mean, n) == (pytest.approx(0.72), 2) and std == pytest.approx(0.0282843, rel=1e-5)
+    assert ep.stats(summary, "table4", "VI", 5)[0] == pytest.approx(0.72)     # = table1 twist
+    assert ep.stats(summary, "table4", "I", 5)[0] == pytest.approx(0.65)      # = table1 control
+    assert ep.stats(summary, "table4", "V", 5) is None
+
+
+def test_claims_against_the_control_and_the_paper():
+    claims = {(c["claim"][:14], c["ratio"]): c for c in ep.judge_claims(ep.summary_of(ROWS))}
+    sup = claims[("TWIST beats Su", "5")]
+    assert sup["paper"] == pytest.approx(44.1 - 32.0) and sup["here"] == pytest.approx(11.0)
+    assert sup["verdict"] == "holds"                     # 11.0 > 2.83 + 1.41 points
+    control = claims[("TWIST beats th", "5")]
+    assert control["here"] == pytest.approx(7.0) and control["verdict"] == "holds"
+    assert claims[("module C beats", "5")]["verdict"] == "no results yet"
+    text = ep.claims_markdown(ep.judge_claims(ep.summary_of(ROWS)))
+    assert "| TWIST beats Sup-only | 5 % | +12.1 | +11.0 |" in text
+
+
+def test_tables_figure_and_csv_round_trip(tmp_path):
+    path = tmp_path / "results.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: "" if r[k] is None else r[k] for k in COLUMNS} for r in ROWS)
+    rows = ep.read_results(path)
+    assert rows[5]["AP50"] == pytest.approx(0.74) and rows[5]["round"] == 3 and rows[0]["sem_acc"] is None
+    summary = ep.summary_of(rows)
+    table = ep.table_markdown(summary, "table4", ep.PAPER_TABLE4, metrics=("AP50",))
+    assert "| VI | 5 % | 72.0 ± 2.8 (2) | 27.0 / 44.1 / 56.2 |" in table
+    fig = ep.curve_figure(summary)
+    names = [t.name for t in fig.data]
+    assert names == ["Sup-only", "control (no pseudo labels)", "TWIST", "Sup-only (paper)",
+                     "TWIST (paper)"]
+    assert list(fig.data[2].y) == pytest.approx([72.0])
