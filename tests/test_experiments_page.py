@@ -69,3 +69,14 @@ def test_tables_figure_and_csv_round_trip(tmp_path):
     assert names == ["Sup-only", "control (no pseudo labels)", "TWIST", "Sup-only (paper)",
                      "TWIST (paper)"]
     assert list(fig.data[2].y) == pytest.approx([72.0])
+
+
+def test_quality_figure_is_fig_4a_per_round():
+    rows = [{**row("table1", "twist", 5, seed, rnd, 0.7), "sem_acc": acc, "object_sem_acc": acc,
+             "offset_error": err} for seed, rnd, acc, err in
+            ((0, 1, 0.90, 0.06), (1, 1, 0.92, 0.08), (0, 2, 0.94, 0.05), (1, 2, 0.96, 0.05))]
+    fig = ep.quality_figure(rows + [row("table1", "twist", 5, 0, 0, 0.6)])
+    accuracy, _, error = fig.data
+    assert list(accuracy.x) == [1, 2] and list(accuracy.y) == pytest.approx([91.0, 95.0])
+    assert list(error.y) == pytest.approx([7.0, 5.0])
+    assert list(accuracy.error_y.array) == pytest.approx([1.41421, 1.41421], rel=1e-4)

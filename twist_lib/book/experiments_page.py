@@ -197,3 +197,27 @@ def table_markdown(summary: list[dict], table: str, paper: dict | None = None,
             row += " | " + " / ".join(f"{v:.1f}" for v in paper.get(s["row"], ())) + " |"
         lines.append(row + ("" if paper else " |"))
     return "\n".join(lines)
+
+
+def quality_figure(rows: list[dict], table: str = "table1", row: str = "twist") -> go.Figure:
+    """Fig. 4a's shape: the pseudo labels' semantic accuracy (all points and object points) and
+    offset error per round of ``row``, mean +- std over seeds, one line per label ratio."""
+    per_round = summarise([r for r in rows if (r["table"], r["row"]) == (table, row)
+                           and r["round"] > 0])
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("semantic accuracy (%)",
+                                                        "on object points (%)",
+                                                        "offset error (cm)"))
+    for ratio in sorted({s["label_ratio"] for s in per_round}, key=float):
+        points = sorted((s for s in per_round if s["label_ratio"] == ratio),
+                        key=lambda s: s["round"])
+        for col, (key, scale) in enumerate((("sem_acc", 100), ("object_sem_acc", 100),
+                                            ("offset_error", 100)), start=1):
+            fig.add_trace(go.Scatter(
+                x=[s["round"] for s in points],
+                y=[None if s[f"{key}_mean"] is None else scale * s[f"{key}_mean"] for s in points],
+                error_y=dict(array=[scale * (s[f"{key}_std"] or 0.0) for s in points]),
+                mode="lines+markers", name=f"{ratio} %", legendgroup=ratio,
+                showlegend=col == 1), row=1, col=col)
+    fig.update_xaxes(title_text="round", dtick=1)
+    fig.update_layout(height=360, margin=dict(t=40, l=40, r=10, b=40))
+    return fig
