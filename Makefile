@@ -40,10 +40,10 @@ test-fast:  ## the test suite without set-up and without slow tests
 data:  ## generate the PROFILE's synthetic benchmark (scenes and label splits) if missing
 	$(PY) -m twist_lib data --config configs/baseline_synthetic.yaml --profile $(PROFILE)
 
-train:  ## train the Sup-only baseline on the synthetic benchmark (PROFILE=smoke|cpu|gpu)
+train:  ## train the Sup-only baseline on the synthetic benchmark (PROFILE=smoke|cpu|hard|gpu)
 	$(PY) -m twist_lib train --config configs/baseline_synthetic.yaml --profile $(PROFILE) --resume-if-exists
 
-twist:  ## TWIST: round 0 + self-training rounds on the synthetic benchmark (PROFILE=smoke|cpu|gpu), resumable
+twist:  ## TWIST: round 0 + self-training rounds on the synthetic benchmark (PROFILE=smoke|cpu|hard|gpu), resumable
 	$(PY) -m twist_lib twist --config configs/twist_synthetic.yaml --profile $(PROFILE) --resume-if-exists
 
 main: setup data train run-notebooks  ## the main job: benchmark, baseline, and the book's notebooks end to end (PROFILE=cpu)

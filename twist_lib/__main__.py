@@ -134,7 +134,7 @@ def _job_parser(sub, name: str, help: str):
     """A subcommand that builds one Config: ``--config``, ``--profile`` and ``key=value``."""
     p = sub.add_parser(name, help=help)
     p.add_argument("--config", help="YAML config (keys: python -m twist_lib config)")
-    p.add_argument("--profile", default=None, help="smoke | cpu | gpu (default: the YAML's, else cpu)")
+    p.add_argument("--profile", default=None, help="smoke | cpu | hard | gpu (default: the YAML's, else cpu)")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     return p
 

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import yaml
 
+from ..config import PROFILES
 from ..paths import DEFAULT_PROFILE, PROFILE_ENV, repo_root
 from . import batch, runner
 from .helpers import find_notebooks, toc_notebooks
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="execute notebooks with papermill into a run folder")
     r.add_argument("notebooks", nargs="*", help="paths or names (default: all, in book order)")
     r.add_argument("--profile", default=os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE,
-                   choices=["smoke", "cpu", "gpu"], help="sizes and steps (default: cpu)")
+                   choices=sorted(PROFILES), help="sizes and steps (default: cpu)")
     r.add_argument("--out", help="run folder (default runs/notebooks/<profile>_<date>)")
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                    metavar=("KEY", "VALUE"), help="a notebook parameter (YAML value)")
@@ -74,14 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("run_dir")
     pub.add_argument("notebooks", nargs="*")
     b = sub.add_parser("build", help="build the HTML with warnings as errors")
-    b.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "gpu"],
+    b.add_argument("--profile", default="smoke", choices=sorted(PROFILES),
                    help="profile the notebooks execute at (default: smoke)")
     b.add_argument("--out", help="folder that receives _build/ (default: the repository)")
     j = sub.add_parser("batch", help="run book/pipeline.ipynb per label ratio and seed")
     j.add_argument("--ratios", nargs="+", required=True, help="label ratios in percent")
     j.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default 0)")
     j.add_argument("--profile", default=os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE,
-                   choices=["smoke", "cpu", "gpu"], help="sizes and steps (default: cpu)")
+                   choices=sorted(PROFILES), help="sizes and steps (default: cpu)")
     j.add_argument("--out", required=True, help="batch folder (one sub-folder per job)")
     j.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                    metavar=("KEY", "VALUE"), help="a notebook parameter for every job (YAML value)")

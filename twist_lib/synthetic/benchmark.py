@@ -16,10 +16,19 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..data.io import make_meta, read_meta, save_scene, scene_path, write_gt_txt, write_meta
-from .classes import SYNTHETIC_CLASS_NAMES, SYNTHETIC_INSTANCE_CLASSES
-from .scene import generate_scene, size_preset
+from .classes import (HARD_CLASS_NAMES, HARD_INSTANCE_CLASSES, SYNTHETIC_CLASS_NAMES,
+                      SYNTHETIC_INSTANCE_CLASSES)
+from .scene import HardPreset, generate_scene, size_preset
 
 BENCHMARK_IDS = tuple(range(1, len(SYNTHETIC_CLASS_NAMES) + 1))  # semantic index + 1
+
+
+def class_lists(size: str) -> tuple:
+    """``(class names, instance classes, benchmark ids)`` of the scenes of ``size``: the ten
+    classes of :mod:`.classes`, or the seventeen of the hard variant (ids = index + 1)."""
+    if isinstance(size_preset(size), HardPreset):
+        return HARD_CLASS_NAMES, HARD_INSTANCE_CLASSES, tuple(range(1, len(HARD_CLASS_NAMES) + 1))
+    return SYNTHETIC_CLASS_NAMES, SYNTHETIC_INSTANCE_CLASSES, BENCHMARK_IDS
 
 
 def dataset_scene_name(i: int) -> str:
@@ -41,7 +50,7 @@ def gt_path(root, name: str) -> Path:
 def _write_scene(i: int, root: Path, seed: int, size: str) -> int:
     name = dataset_scene_name(i)
     scene = generate_scene((seed, i), size, name=name)
-    write_gt_txt(gt_path(root, name), scene["semantic"], scene["instance"], BENCHMARK_IDS)
+    write_gt_txt(gt_path(root, name), scene["semantic"], scene["instance"], class_lists(size)[2])
     save_scene(scene_path(root, name), scene)  # last: its presence marks the scene as done
     return len(scene["xyz"])
 
@@ -52,10 +61,11 @@ def generate_dataset(out_dir, n_scenes: int, size: str = "cpu", seed: int = 0,
     """Generate (or complete) the synthetic benchmark in ``out_dir``.
 
     Writes ``scenes/<name>.npz``, ``gt/<name>.txt`` (benchmark id = semantic index + 1) and
-    ``meta.json`` (name "synthetic", the class list, splits ``train`` / ``val``, plus ``size``,
-    ``seed`` and ``n_scenes``). Scenes already on disk are skipped unless ``overwrite``. When the
-    folder's meta.json was written with the same seed and size and the same train list, its other
-    splits (``labelled_<ratio>``, :mod:`twist_lib.data.splits`) are kept.
+    ``meta.json`` (name "synthetic", the class list of ``size`` (:func:`class_lists`), splits
+    ``train`` / ``val``, plus ``size``, ``seed`` and ``n_scenes``). Scenes already on disk are
+    skipped unless ``overwrite``. When the folder's meta.json was written with the same seed and
+    size and the same train list, its other splits (``labelled_<ratio>``,
+    :mod:`twist_lib.data.splits`) are kept.
 
     Parameters
     ----------
@@ -63,8 +73,9 @@ def generate_dataset(out_dir, n_scenes: int, size: str = "cpu", seed: int = 0,
         Dataset folder (created if needed).
     n_scenes : int
         Number of scenes; names are ``synthetic_00000`` ... in generation order.
-    size : {"cpu", "scannet"}
-        Scene size (:data:`twist_lib.synthetic.scene.SIZES`).
+    size : {"cpu", "scannet", "hard"}
+        Scene size (:data:`twist_lib.synthetic.scene.SIZES`); ``hard`` is the hard variant
+        (:mod:`twist_lib.synthetic.hard`, seventeen classes).
     seed : int
         Dataset seed; scene i uses ``(seed, i)``.
     val_fraction : float
@@ -104,8 +115,9 @@ def generate_dataset(out_dir, n_scenes: int, size: str = "cpu", seed: int = 0,
               "val": [n for i, n in enumerate(names) if is_val(i, val_fraction)]}
     if old is not None and old["splits"].get("train") == splits["train"]:
         splits = {**old["splits"], **splits}
-    meta = make_meta("synthetic", SYNTHETIC_CLASS_NAMES, SYNTHETIC_INSTANCE_CLASSES, BENCHMARK_IDS,
-                     splits, size=size, seed=seed, n_scenes=n_scenes)
+    class_names, instance_classes, ids = class_lists(size)
+    meta = make_meta("synthetic", class_names, instance_classes, ids, splits, size=size, seed=seed,
+                     n_scenes=n_scenes)
     write_meta(root, meta)
     return meta
 

@@ -36,7 +36,7 @@ class Furniture:
         return float(self.hi[0] - self.lo[0])
 
 
-def _legs(b: PartsBuilder, x, y, z1, thickness, color, round_legs: bool, cy: float = 0.0):
+def leg_parts(b: PartsBuilder, x, y, z1, thickness, color, round_legs: bool, cy: float = 0.0):
     """Four legs from the floor to ``z1`` with centres at (±x, cy ± y)."""
     for sx in (-1, 1):
         for sy in (-1, 1):
@@ -61,7 +61,7 @@ def chair(rng: np.random.Generator) -> Furniture:
         b.cylinder(0.0, 0.0, rng.uniform(0.02, 0.035), 0.0, seat_h - seat_t, frame)
     else:
         inset = rng.uniform(0.0, 0.03) + leg_t / 2
-        _legs(b, w / 2 - inset, d / 2 - inset, seat_h - seat_t, leg_t, frame, rng.random() < 0.5)
+        leg_parts(b, w / 2 - inset, d / 2 - inset, seat_h - seat_t, leg_t, frame, rng.random() < 0.5)
     back_h, back_t = rng.uniform(0.30, 0.50), rng.uniform(0.025, 0.06)
     top = seat_h + back_h
     if rng.random() < 0.6:  # solid back slab
@@ -110,7 +110,7 @@ def sofa(rng: np.random.Generator) -> Furniture:
             b.box((x0 + 0.01, d / 2 - back_t - rng.uniform(0.10, 0.18), base_top + cushion_t),
                   (x1 - 0.01, d / 2 - back_t, back_h - 0.05), cushion_col)
     if z0 > 0:
-        _legs(b, w / 2 - 0.05, d / 2 - 0.05, z0, 0.04, pick(rng, "wood", "metal"), rng.random() < 0.5)
+        leg_parts(b, w / 2 - 0.05, d / 2 - 0.05, z0, 0.04, pick(rng, "wood", "metal"), rng.random() < 0.5)
     return Furniture(SOFA, b.build())
 
 
@@ -133,7 +133,7 @@ def table(rng: np.random.Generator, style: str | None = None) -> Furniture:
         w, d, h = rng.uniform(0.8, 2.0), rng.uniform(0.7, 1.1), rng.uniform(0.72, 0.78)
     b.box((-w / 2, -d / 2, h - top_t), (w / 2, d / 2, h), top_col)
     leg_t, inset = rng.uniform(0.04, 0.08), rng.uniform(0.03, 0.10)
-    _legs(b, w / 2 - inset - leg_t / 2, d / 2 - inset - leg_t / 2, h - top_t, leg_t, leg_col,
+    leg_parts(b, w / 2 - inset - leg_t / 2, d / 2 - inset - leg_t / 2, h - top_t, leg_t, leg_col,
           rng.random() < 0.4)
     if style == "coffee" and rng.random() < 0.5:  # lower shelf between the legs
         x, y = w / 2 - inset - leg_t, d / 2 - inset - leg_t
@@ -146,7 +146,7 @@ def table(rng: np.random.Generator, style: str | None = None) -> Furniture:
     return Furniture(TABLE, b.build())
 
 
-def _drawer_stack(b: PartsBuilder, rng, x0, x1, y_front, z0, z1, color, handle_col):
+def drawer_stack_parts(b: PartsBuilder, rng, x0, x1, y_front, z0, z1, color, handle_col):
     """Drawer fronts (thin slabs proud of ``y_front``) with small handles, between z0 and z1."""
     n = int(rng.integers(2, 5))
     edges = np.linspace(z0, z1, n + 1)
@@ -167,7 +167,7 @@ def desk(rng: np.random.Generator) -> Furniture:
     under = h - top_t
     if rng.random() < 0.45:
         leg_t = rng.uniform(0.04, 0.07)
-        _legs(b, w / 2 - 0.03 - leg_t / 2, d / 2 - 0.03 - leg_t / 2, under, leg_t, frame,
+        leg_parts(b, w / 2 - 0.03 - leg_t / 2, d / 2 - 0.03 - leg_t / 2, under, leg_t, frame,
               rng.random() < 0.4)
         if rng.random() < 0.7:
             b.box((-w / 2 + 0.03 + leg_t, d / 2 - 0.05, under - rng.uniform(0.25, 0.4)),
@@ -180,7 +180,7 @@ def desk(rng: np.random.Generator) -> Furniture:
         if sx in sides:
             x0, x1 = (w / 2 - ped_w, w / 2) if sx > 0 else (-w / 2, -w / 2 + ped_w)
             b.box((x0, -d / 2 + 0.02, 0.0), (x1, d / 2, under), frame)
-            _drawer_stack(b, rng, x0, x1, -d / 2 + 0.02, 0.02, under, top_col, handle)
+            drawer_stack_parts(b, rng, x0, x1, -d / 2 + 0.02, 0.02, under, top_col, handle)
         else:
             x0 = w / 2 - panel_t if sx > 0 else -w / 2
             b.box((x0, -d / 2 + 0.02, 0.0), (x0 + panel_t, d / 2, under), frame)
@@ -203,7 +203,7 @@ def cabinet(rng: np.random.Generator, tall: bool | None = None, max_width: float
         b.box((-w / 2 - 0.015, -d / 2, h), (w / 2 + 0.015, d / 2, h + 0.03), front)
     y = -d / 2 + 0.02
     if not tall and rng.random() < 0.4:
-        _drawer_stack(b, rng, -w / 2, w / 2, y, plinth, h, front, handle)
+        drawer_stack_parts(b, rng, -w / 2, w / 2, y, plinth, h, front, handle)
     else:
         n = 1 if w < 0.6 else 2
         edges = np.linspace(-w / 2, w / 2, n + 1)
@@ -282,7 +282,7 @@ def bed(rng: np.random.Generator) -> Furniture:
         b.box((-w / 2 - 0.02, y0 - 0.02, m_top - rng.uniform(0.1, 0.2)), (w / 2 + 0.02, yd, m_top + 0.03),
               pick(rng, "fabric"))
     if z0 > 0:
-        _legs(b, w / 2 - 0.05, (y1 + length / 2) / 2 - 0.05, z0, 0.05, frame_col, False,
+        leg_parts(b, w / 2 - 0.05, (y1 + length / 2) / 2 - 0.05, z0, 0.05, frame_col, False,
               cy=(y1 - length / 2) / 2)
     return Furniture(BED, b.build())
 

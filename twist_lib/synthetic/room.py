@@ -23,10 +23,10 @@ from .parts import PartsBuilder, PartSet
 
 WALL_OFFSET = 0.001  # objects "against" a wall stand this far from it
 # Yaw that turns an object's +y (its back) towards each wall: 0 at y=0, 1 at x=lx, 2 at y=ly, 3 at x=0.
-_WALL_YAW = (np.pi, -np.pi / 2, 0.0, np.pi / 2)
+WALL_YAW = (np.pi, -np.pi / 2, 0.0, np.pi / 2)
 
 
-def _rot2(xy: np.ndarray, yaw: float) -> np.ndarray:
+def rot2(xy: np.ndarray, yaw: float) -> np.ndarray:
     c, s = np.cos(yaw), np.sin(yaw)
     return np.stack([c * xy[..., 0] - s * xy[..., 1], s * xy[..., 0] + c * xy[..., 1]], axis=-1)
 
@@ -43,11 +43,11 @@ class Placed:
     def footprints(self):
         """World centre (P, 2), half extents (P, 2) and z ranges (P,), (P,) of the parts."""
         lo, hi = self.furniture.parts.lo, self.furniture.parts.hi
-        centre = _rot2((lo[:, :2] + hi[:, :2]) / 2, self.yaw) + (self.x, self.y)
+        centre = rot2((lo[:, :2] + hi[:, :2]) / 2, self.yaw) + (self.x, self.y)
         return centre, (hi[:, :2] - lo[:, :2]) / 2, lo[:, 2], hi[:, 2]
 
     def to_world(self, local_xy) -> np.ndarray:
-        return _rot2(np.asarray(local_xy, dtype=np.float64), self.yaw) + (self.x, self.y)
+        return rot2(np.asarray(local_xy, dtype=np.float64), self.yaw) + (self.x, self.y)
 
 
 def _separated(a, yaw_a: float, b, yaw_b: np.ndarray, gap: float) -> np.ndarray:
@@ -82,7 +82,7 @@ class Layout:
     def fits(self, furn: Furniture, yaw: float, x: float, y: float) -> bool:
         cand = Placed(furn, yaw, x, y)
         centre, half, z0, z1 = cand.footprints()
-        corners = np.concatenate([centre + _rot2(half * s, yaw) for s in ((1, 1), (1, -1), (-1, 1), (-1, -1))])
+        corners = np.concatenate([centre + rot2(half * s, yaw) for s in ((1, 1), (1, -1), (-1, 1), (-1, -1))])
         if corners.min() < -1e-9 or np.any(corners.max(axis=0) > (self.lx + 1e-9, self.ly + 1e-9)):
             return False
         a = (centre, half, z0, z1)
@@ -127,7 +127,7 @@ class Layout:
         along it, ``offset`` metres off it."""
         depth = furn.hi[1] + offset
         x, y = {0: (s, depth), 1: (self.lx - depth, s), 2: (s, self.ly - depth), 3: (depth, s)}[wall]
-        return self.add(furn, _WALL_YAW[wall], x, y)
+        return self.add(furn, WALL_YAW[wall], x, y)
 
     def random_on_wall(self, furn: Furniture, wall: int, rng, offset: float = WALL_OFFSET,
                        tries: int = 8) -> Placed | None:
@@ -185,7 +185,7 @@ class Layout:
 
 
 # --- recipes ------------------------------------------------------------------------------------
-def _seats_around(lay: Layout, rng, host: Placed, seat: Furniture, sides, per_side_max: int):
+def seats_around(lay: Layout, rng, host: Placed, seat: Furniture, sides, per_side_max: int):
     """Identical seats around ``host`` on the given sides, evenly spread and tucked in."""
     for side in sides:
         ext = host.furniture.hi - host.furniture.lo
@@ -203,7 +203,7 @@ def _dining(lay: Layout, rng, k: int):
         host = lay.free(model, rng, margin=np.linalg.norm(model.hi[:2]) + 0.5)
         if host:
             sides = [0, 1] + [s for s in (2, 3) if rng.random() < 0.4]
-            _seats_around(lay, rng, host, chair(rng), sides, 4)
+            seats_around(lay, rng, host, chair(rng), sides, 4)
     _side_furniture(lay, rng, k)
 
 
@@ -226,10 +226,10 @@ def _living(lay: Layout, rng, k: int):
             continue
         front = couch.to_world((0.0, couch.furniture.lo[1] - rng.uniform(0.35, 0.55)))
         coffee = table(rng, "coffee")
-        host = lay.add(coffee, couch.yaw + rng.uniform(-0.1, 0.1), *(front - _rot2(np.array(
+        host = lay.add(coffee, couch.yaw + rng.uniform(-0.1, 0.1), *(front - rot2(np.array(
             [0.0, coffee.hi[1]]), couch.yaw)))
         if host and rng.random() < 0.8:
-            _seats_around(lay, rng, host, chair(rng), [s for s in (2, 3) if rng.random() < 0.6], 1)
+            seats_around(lay, rng, host, chair(rng), [s for s in (2, 3) if rng.random() < 0.6], 1)
         light = lamp(rng)
         lamp_s = (couch.furniture.width + light.width) / 2 + rng.uniform(0.05, 0.25)
         lay.add(light, 0.0, *couch.to_world((lamp_s * rng.choice((-1, 1)), 0.0)))
@@ -262,13 +262,13 @@ def _classroom(lay: Layout, rng, k: int):
     gap = lay.gap + rng.uniform(0.0, 0.12)
     pitch_x, pitch_y = seat.width + gap, (seat.hi[1] - seat.lo[1]) + rng.uniform(0.35, 0.7)
     n_rows, n_cols = int(rng.integers(1, 2 + k)), int(rng.integers(3, 4 + 2 * k))
-    yaw = _WALL_YAW[wall] + np.pi + rng.uniform(-0.08, 0.08)  # facing the wall
+    yaw = WALL_YAW[wall] + np.pi + rng.uniform(-0.08, 0.08)  # facing the wall
     origin = np.array([rng.uniform(0.2, 0.8) * lay.lx, rng.uniform(0.2, 0.8) * lay.ly])
     front = lay.free(desk(rng) if rng.random() < 0.5 else table(rng, "rect"), rng)
     for r in range(n_rows):
         for c in range(n_cols):
             local = np.array([(c - (n_cols - 1) / 2) * pitch_x, r * pitch_y])
-            lay.add(seat, yaw, *(origin + _rot2(local, yaw)))
+            lay.add(seat, yaw, *(origin + rot2(local, yaw)))
     if front is None:
         lay.free(table(rng, "rect"), rng)
     _side_furniture(lay, rng, k)
@@ -352,7 +352,7 @@ def build_room(rng: np.random.Generator, side=(3.0, 5.5), height=(2.4, 2.8), obj
     """
     lx, ly = rng.uniform(*side, size=2)
     lay = Layout(lx, ly, max_objects=objects[1])
-    openings = [_door(lay, rng, height[0])]
+    openings = [door_part(lay, rng, height[0])]
     for _ in range(int(rng.integers(0, 3))):
         wall = int(rng.integers(4))
         w = rng.uniform(0.8, 2.0)
@@ -368,7 +368,7 @@ def build_room(rng: np.random.Generator, side=(3.0, 5.5), height=(2.4, 2.8), obj
                 tuple(openings), pick(rng, "flooring"), pick(rng, "paint"))
 
 
-def _door(lay: Layout, rng, height: float):
+def door_part(lay: Layout, rng, height: float):
     """A door opening on a random wall; the floor in front of it is kept free."""
     wall, width = int(rng.integers(4)), rng.uniform(0.8, 1.0)
     s0 = rng.uniform(0.1, lay.wall_length(wall) - width - 0.1)

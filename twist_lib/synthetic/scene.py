@@ -42,6 +42,46 @@ class SizePreset:
     rgb_noise: float
 
 
+@dataclass(frozen=True)
+class HardPreset(SizePreset):
+    """The hard variant (:mod:`.hard`, :mod:`.hard_room`): the :class:`SizePreset` fields plus
+
+    ==================  ============  ========================================================
+    knob                value         meaning
+    ==================  ============  ========================================================
+    spread              0.15          random proportions: x, y scaled by [1 - s, 1 + s],
+                                      z by [1 - s / 2, 1 + s / 2]
+    gap                 0.003         closest distance between objects (m): neighbours touch
+    clutter             (0, 6)        unannotated small things per scene (label -100)
+    door_leaf           0.85          chance that the door opening holds a leaf (class door)
+    scanners            (3, 5)        viewpoints of the scan
+    scanner_height      (1.2, 1.7)    their height (m)
+    occluder_size       0.2           parts with both larger extents >= this (m) cast shadows
+    density_falloff     3.5           d0 of the keep probability 1 / (1 + (d / d0)^2), d the
+                                      distance to the nearest viewpoint (m)
+    density_waves       0.3           amplitude of the smooth random density field (log)
+    dark_keep           0.5           keep probability of black surfaces (1 from luminance 0.35)
+    white_balance       0.05          sd of the per-scene per-channel colour gains
+    brightness          (0.85, 1.15)  per-scene brightness factor
+    light_field         0.08          amplitude of the smooth illumination field (3-8 m waves)
+    ==================  ============  ========================================================
+    """
+
+    spread: float = 0.15
+    gap: float = 0.003
+    clutter: tuple = (0, 6)
+    door_leaf: float = 0.85
+    scanners: tuple = (3, 5)
+    scanner_height: tuple = (1.2, 1.7)
+    occluder_size: float = 0.2
+    density_falloff: float = 3.5
+    density_waves: float = 0.3
+    dark_keep: float = 0.5
+    white_balance: float = 0.05
+    brightness: tuple = (0.85, 1.15)
+    light_field: float = 0.08
+
+
 SIZES = {
     "cpu": SizePreset(side=(3.0, 5.5), height=(2.3, 2.7), objects=(4, 12), scale=1, density=260.0,
                       points=(10_000, 30_000), holes=(2, 5), hole_radius=(0.08, 0.3),
@@ -49,7 +89,18 @@ SIZES = {
     "scannet": SizePreset(side=(4.5, 9.0), height=(2.5, 3.0), objects=(12, 35), scale=2, density=1000.0,
                           points=(100_000, 200_000), holes=(4, 10), hole_radius=(0.08, 0.35),
                           xyz_noise=0.004, rgb_noise=0.03),
+    # the hard variant at the cpu size (module docstring of .hard; book: "The synthetic benchmark
+    # and the profiles"): 17 classes, a long tail, touching objects, occlusion, uneven density
+    "hard": HardPreset(side=(3.0, 6.0), height=(2.4, 3.0), objects=(8, 18), scale=1, density=380.0,
+                       points=(10_000, 32_000), holes=(3, 8), hole_radius=(0.08, 0.4), xyz_noise=0.006,
+                       rgb_noise=0.035),
 }
+
+
+# Scene generators of the preset types that are not plain SizePresets: ``type -> f(seed, preset,
+# name, clean)``. The hard variant's module registers itself (``twist_lib.synthetic`` imports it),
+# which keeps this module free of imports of the modules built on it.
+VARIANT_GENERATORS: dict = {}
 
 
 def size_preset(size: str) -> SizePreset:
@@ -70,9 +121,10 @@ def generate_scene(seed, size: str = "cpu", name: str | None = None, clean: bool
     seed : int or tuple of int
         Everything in the scene is a function of this (``numpy.random.default_rng(seed)``);
         :func:`~twist_lib.synthetic.benchmark.generate_dataset` uses ``(seed, i)`` for scene i.
-    size : {"cpu", "scannet"}
+    size : {"cpu", "scannet", "hard"}
         ``cpu``: 3-5.5 m rooms, 4-12 objects, 10-30k points; ``scannet``: 4.5-9 m rooms,
-        12-35 objects, 100-200k points (:data:`SIZES`).
+        12-35 objects, 100-200k points; ``hard``: the hard variant (:class:`HardPreset`,
+        :mod:`.hard`), 17 classes, 3-6 m rooms, 8-18 objects, 10-32k points (:data:`SIZES`).
     name : str, optional
         Scene name (default ``synthetic_<seed>``).
     clean : bool
@@ -85,6 +137,9 @@ def generate_scene(seed, size: str = "cpu", name: str | None = None, clean: bool
         floor are classes 0 and 1 with instance -100), instance (0..I-1), name.
     """
     preset = size_preset(size)
+    variant = VARIANT_GENERATORS.get(type(preset))
+    if variant is not None:
+        return variant(seed, preset, name or scene_name(seed), clean)
     rng = np.random.default_rng(seed)
     room = build_room(rng, preset.side, preset.height, preset.objects, preset.scale)
     return {**scan_room(room, preset, rng, clean), "name": name or scene_name(seed)}
@@ -96,15 +151,15 @@ def scan_room(room: Room, preset: SizePreset, rng: np.random.Generator, clean: b
 
     Returns the scene arrays xyz, rgb, semantic, instance (no name).
     """
-    parts, yaw, shift, sem, inst = _part_table(room, rng)
+    parts, yaw, shift, sem, inst = part_table(room, rng)
     lo_n, hi_n = preset.points
     density = preset.density
     for _ in range(3):
         points, normals, part = sample_surfaces(parts, yaw, shift, density, rng)
         keep = _visible(room, points, normals, rng)
-        keep &= ~_in_openings(room, points, part)
+        keep &= ~in_openings(room, points, part)
         if not clean:
-            keep &= ~_in_holes(points, keep, preset, rng)
+            keep &= ~in_holes(points, keep, preset, rng)
         n = int(keep.sum())
         if n >= lo_n:
             break
@@ -118,10 +173,10 @@ def scan_room(room: Room, preset: SizePreset, rng: np.random.Generator, clean: b
         points = points + rng.normal(0.0, preset.xyz_noise, points.shape)
     order = rng.permutation(len(points))
     return {"xyz": points[order].astype(np.float32), "rgb": rgb[order].astype(np.float32),
-            "semantic": sem[part][order], "instance": _compact(inst[part][order])}
+            "semantic": sem[part][order], "instance": compact(inst[part][order])}
 
 
-def _part_table(room: Room, rng):
+def part_table(room: Room, rng):
     """All parts of the scene with their pose and labels."""
     shell = room.shell()
     sets, yaws, shifts = [shell], [np.zeros(len(shell))], [np.zeros((len(shell), 3))]
@@ -156,7 +211,7 @@ def _visible(room: Room, points, normals, rng) -> np.ndarray:
     return keep
 
 
-def _in_openings(room: Room, points, part) -> np.ndarray:
+def in_openings(room: Room, points, part) -> np.ndarray:
     """(M,) bool: wall points inside a door or window opening (shell parts 1..4 are walls 0..3)."""
     out = np.zeros(len(points), dtype=bool)
     for wall, s0, s1, z0, z1 in room.openings:
@@ -165,7 +220,7 @@ def _in_openings(room: Room, points, part) -> np.ndarray:
     return out
 
 
-def _in_holes(points, keep, preset: SizePreset, rng) -> np.ndarray:
+def in_holes(points, keep, preset: SizePreset, rng) -> np.ndarray:
     """(M,) bool: inside one of a few random spheres centred on kept points."""
     out = np.zeros(len(points), dtype=bool)
     candidates = np.flatnonzero(keep)
@@ -185,7 +240,7 @@ def _colours(base, normals, noise: float, rng) -> np.ndarray:
     return np.clip(rgb, 0.0, 1.0) * 2.0 - 1.0
 
 
-def _compact(instance: np.ndarray) -> np.ndarray:
+def compact(instance: np.ndarray) -> np.ndarray:
     """Renumber instance ids to 0..I-1 (objects cut away entirely leave no gap), keep -100."""
     out = np.full_like(instance, IGNORE_INDEX)
     valid = instance != IGNORE_INDEX
