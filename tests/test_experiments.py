@@ -131,7 +131,7 @@ def test_the_repository_specs_load():
         rows.setdefault((run.table, run.row), []).append(run)
         assert run.cfg.profile == "cpu"
     assert set(t for t, _ in rows) == {"table1", "table4", "table5", "table6", "fig4b",
-                                       "extensions"}
+                                       "extensions", "ttr"}
     for (table, row), runs in rows.items():
         assert len({r.seed for r in runs}) >= 2, (table, row)
         assert all(r.init_from is not None for r in runs if r.kind == "twist")
