@@ -28,10 +28,10 @@ import numpy as np
 
 from ..data.classes import IGNORE_INDEX
 from .hard_room import build_hard_room
-from .parts import inside_any, rotate_z, sample_surfaces
+from .parts import rotate_z, sample_surfaces
 from .room import Room
-from .scene import (DOWNWARD_KEEP, VARIANT_GENERATORS, VISIBILITY_EPS, HardPreset, compact, in_holes,
-                    in_openings, part_table)
+from .scene import (VARIANT_GENERATORS, HardPreset, compact, in_holes, in_openings, part_table,
+                    visible)
 
 
 def generate_hard_scene(seed, preset: HardPreset, name: str, clean: bool = False) -> dict:
@@ -58,7 +58,7 @@ def scan_hard_room(room: Room, preset: HardPreset, rng: np.random.Generator, cle
             prob = _density(points, luminance[part], views, field, preset)
             sub = np.flatnonzero(rng.random(len(points)) < prob)
             points, normals, part = points[sub], normals[sub], part[sub]
-        keep = _visible_boxed(room, points, normals, rng)
+        keep = visible(room, points, normals, rng)
         keep &= ~in_openings(room, points, part)
         if not clean:
             keep &= _seen(points, normals, part, views, occluders, keep)
@@ -77,25 +77,6 @@ def scan_hard_room(room: Room, preset: HardPreset, rng: np.random.Generator, cle
     order = rng.permutation(len(points))
     return {"xyz": points[order].astype(np.float32), "rgb": rgb[order].astype(np.float32),
             "semantic": sem[part][order], "instance": compact(inst[part][order])}
-
-
-def _visible_boxed(room: Room, points, normals, rng) -> np.ndarray:
-    """:func:`.scene._visible` (steps 2-3; same result, same random draws), faster for objects of
-    many parts (shelves of books): only the points inside an object's bounding box are tested
-    against its parts."""
-    q = points + VISIBILITY_EPS * normals
-    keep = ((q[:, 0] > 0) & (q[:, 0] < room.lx) & (q[:, 1] > 0) & (q[:, 1] < room.ly) & (q[:, 2] > 0))
-    for obj in room.objects:
-        f = obj.furniture
-        radius = np.linalg.norm(np.maximum(np.abs(f.lo[:2]), np.abs(f.hi[:2]))) + VISIBILITY_EPS
-        near = np.flatnonzero(keep & (np.abs(q[:, 0] - obj.x) < radius) & (np.abs(q[:, 1] - obj.y) < radius)
-                              & (q[:, 2] < f.hi[2]))
-        local = rotate_z(q[near] - (obj.x, obj.y, 0.0), -obj.yaw)
-        box = np.flatnonzero(np.all((local > f.lo) & (local < f.hi), axis=1))
-        keep[near[box[inside_any(local[box], f.parts)]]] = False
-    down = normals[:, 2] < -0.5
-    keep &= ~down | (rng.random(len(points)) < DOWNWARD_KEEP)
-    return keep
 
 
 def _viewpoints(room: Room, preset: HardPreset, rng) -> np.ndarray:

@@ -233,24 +233,24 @@ def _stool(b, rng):
         b.box((-r * 0.6, -r * 0.6 - 0.015, 0.25), (r * 0.6, -r * 0.6 + 0.015, 0.28), frame)
 
 
+def _drum_or_block(b, rng, col, h, p_drum, radius, width, depth):
+    """A cylinder of a radius in ``radius`` (probability ``p_drum``) or a box of a width and
+    depth in those ranges, ``h`` high, standing on the floor."""
+    if rng.random() < p_drum:
+        b.cylinder(0.0, 0.0, rng.uniform(*radius), 0.0, h, col)
+    else:
+        w, d = rng.uniform(*width), rng.uniform(*depth)
+        b.box((-w / 2, -d / 2, 0.0), (w / 2, d / 2, h), col)
+
+
 def _ottoman(b, rng):
     col = pick(rng, "fabric", "leather")
-    h = rng.uniform(0.35, 0.46)
-    if rng.random() < 0.5:
-        b.cylinder(0.0, 0.0, rng.uniform(0.22, 0.38), 0.0, h, col)
-    else:
-        w, d = rng.uniform(0.45, 1.0), rng.uniform(0.4, 0.7)
-        b.box((-w / 2, -d / 2, 0.0), (w / 2, d / 2, h), col)
+    _drum_or_block(b, rng, col, rng.uniform(0.35, 0.46), 0.5, (0.22, 0.38), (0.45, 1.0), (0.4, 0.7))
 
 
 def _bin(b, rng):
     col = pick(rng, "metal", "laminate", "paint")
-    h = rng.uniform(0.3, 0.7)
-    if rng.random() < 0.6:
-        b.cylinder(0.0, 0.0, rng.uniform(0.12, 0.2), 0.0, h, col)
-    else:
-        w, d = rng.uniform(0.25, 0.4), rng.uniform(0.2, 0.35)
-        b.box((-w / 2, -d / 2, 0.0), (w / 2, d / 2, h), col)
+    _drum_or_block(b, rng, col, rng.uniform(0.3, 0.7), 0.6, (0.12, 0.2), (0.25, 0.4), (0.2, 0.35))
 
 
 def _crates(b, rng):

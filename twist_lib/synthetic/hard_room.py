@@ -26,7 +26,7 @@ from .hard_furniture import (bathtub, clutter, counter, door, otherfurniture, re
 from .hard_templates import any_template, nightstand, wall_cabinet
 from .materials import pick
 from .parts import PartSet
-from .room import WALL_YAW, Layout, Placed, Room, door_part, rot2, seats_around
+from .room import WALL_YAW, Layout, Placed, Room, door_part, rot2, seats_around, windows
 
 ROOM_WEIGHTS = {"office": 0.19, "dining": 0.15, "living": 0.17, "bedroom": 0.17, "classroom": 0.09,
                 "storage": 0.08, "kitchen": 0.09, "bathroom": 0.06}
@@ -338,12 +338,7 @@ def build_hard_room(rng: np.random.Generator, side=(3.0, 6.0), height=(2.4, 3.0)
     recipe = recipe or names[rng.choice(len(names), p=w / w.sum())]
     lx, ly = rng.uniform(*ROOM_SIDES.get(recipe, side), size=2)
     lay = Layout(lx, ly, max_objects=objects[1], gap=gap)
-    openings = [door_part(lay, rng, height[0])]
-    for _ in range(int(rng.integers(0, 3))):
-        wall = int(rng.integers(4))
-        width = rng.uniform(0.6, 1.8)
-        s0 = rng.uniform(0.2, max(0.2, lay.wall_length(wall) - width - 0.2))
-        openings.append((wall, s0, s0 + width, rng.uniform(0.8, 1.0), rng.uniform(1.9, 2.2)))
+    openings = [door_part(lay, rng, height[0]), *windows(lay, rng, (0.6, 1.8))]
     d = Draw(rng, lay, spread)
     RECIPES[recipe](d)
     for _ in range(40):

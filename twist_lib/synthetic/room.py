@@ -352,12 +352,7 @@ def build_room(rng: np.random.Generator, side=(3.0, 5.5), height=(2.4, 2.8), obj
     """
     lx, ly = rng.uniform(*side, size=2)
     lay = Layout(lx, ly, max_objects=objects[1])
-    openings = [door_part(lay, rng, height[0])]
-    for _ in range(int(rng.integers(0, 3))):
-        wall = int(rng.integers(4))
-        w = rng.uniform(0.8, 2.0)
-        s0 = rng.uniform(0.2, max(0.2, lay.wall_length(wall) - w - 0.2))
-        openings.append((wall, s0, s0 + w, rng.uniform(0.8, 1.0), rng.uniform(1.9, 2.2)))
+    openings = [door_part(lay, rng, height[0]), *windows(lay, rng, (0.8, 2.0))]
     recipe = recipe or list(RECIPES)[rng.integers(len(RECIPES))]
     RECIPES[recipe](lay, rng, scale)
     for _ in range(40):
@@ -366,6 +361,18 @@ def build_room(rng: np.random.Generator, side=(3.0, 5.5), height=(2.4, 2.8), obj
         _EXTRAS[rng.integers(len(_EXTRAS))](lay, rng)
     return Room(float(lx), float(ly), float(rng.uniform(*height)), recipe, tuple(lay.placed),
                 tuple(openings), pick(rng, "flooring"), pick(rng, "paint"))
+
+
+def windows(lay: Layout, rng, width) -> list[tuple]:
+    """0-2 window openings ``(wall, s0, s1, z0, z1)``, each ``width`` (a range) wide, 0.8-1.0 m
+    above the floor and 1.9-2.2 m at the top, on a random wall."""
+    out = []
+    for _ in range(int(rng.integers(0, 3))):
+        wall = int(rng.integers(4))
+        w = rng.uniform(*width)
+        s0 = rng.uniform(0.2, max(0.2, lay.wall_length(wall) - w - 0.2))
+        out.append((wall, s0, s0 + w, rng.uniform(0.8, 1.0), rng.uniform(1.9, 2.2)))
+    return out
 
 
 def door_part(lay: Layout, rng, height: float):
