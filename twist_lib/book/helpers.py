@@ -87,18 +87,15 @@ def trained_baseline(cfg: Config):
     the synthetic benchmark if it is missing) unless the run folder already holds
     ``checkpoints/final.pt``; a killed training run is resumed from its last checkpoint.
     """
-    from ..checkpoints import load_weights    # torch: imported when a page trains, not before
+    from ..checkpoints import load_models    # torch: imported when a page trains, not before
     from ..data.ensure import ensure_dataset
-    from ..network import build_model
     from ..trainer import resolve_device, train
     final = Path(cfg.resolved_run_dir()) / "checkpoints" / "final.pt"
     if not final.exists():
         train(cfg, resume="auto")
     meta = ensure_dataset(cfg)
-    device = resolve_device(cfg.device)
-    model = build_model(cfg, meta).to(device)
-    load_weights(model, final, map_location=device)
-    return model.eval(), meta
+    phi, _ = load_models(final, cfg, meta, resolve_device(cfg.device))
+    return phi, meta
 
 
 def run_metrics(cfg: Config) -> dict:
