@@ -18,6 +18,10 @@ forward, loss, backward, SGD, the SparseTensor and its neighbour maps rebuilt):
   figure counts only the convolutions' and shortcuts' arithmetic: batch norm, ReLU, the map
   search and the loss are time without GEMM work, which is what keeps the step off the peak).
 
+Where the compiled CPU kernels run (``twist_lib/sparse/native.py``: one thread, float32, an
+AVX-512 CPU), the step is timed twice, with them (the default; the per-kind figures use them too)
+and with the torch ops alone (``TWIST_NATIVE=0``), and the group prints the speed-up.
+
 ``--real`` takes a batch of 4 scenes of the ``cpu`` profile's synthetic benchmark (when
 ``data/synthetic_cpu`` exists) instead of ``bench_sparse.scene_of_voxels``: its neighbourhoods
 are denser (real surfaces), which changes the arithmetic per voxel.
@@ -42,7 +46,7 @@ for p in (str(HERE), str(HERE.parent)):
 from bench_sparse import scene_of_voxels  # noqa: E402
 from twist_lib import sparse  # noqa: E402
 from twist_lib.network import MODEL_SIZES, SparseUNet  # noqa: E402
-from twist_lib.sparse import torch_backend  # noqa: E402
+from twist_lib.sparse import native, torch_backend  # noqa: E402
 
 KINDS = ("submanifold 3^3", "strided (down)", "transposed (up)", "linear (shortcut)")
 
@@ -150,6 +154,11 @@ def roofline(voxels: int = 50_000, size: str = "small", real: bool = False,
         loss.backward()
         opt.step()
     step_s = _median_time(step)
+    compiled = native.enabled and native.library() is not None and torch.get_num_threads() == 1
+    if compiled:  # the same step with the torch ops alone, for the side-by-side figure
+        native.enabled = False
+        torch_ops_s = _median_time(step)
+        native.enabled = True
     layers = _layers(net, sparse.SparseTensor(coords, feats, backend="torch"))
     per_kind = {k: [0, 0.0, 0] for k in KINDS}          # flops, seconds, layers
     pairs0 = None
@@ -176,7 +185,13 @@ def roofline(voxels: int = 50_000, size: str = "small", real: bool = False,
                  (f"{kind}: achieved", flops / seconds / 1e9, "GFLOP/s"),
                  (f"{kind}: share of GEMM peak", 100 * flops / seconds / 1e9 / peak, "%")]
     conv_s = sum(v[1] for v in per_kind.values())
-    rows += [(f"{size} step at {len(coords) // 1000}k voxels", step_s, "s"),
+    if compiled:
+        rows += [(f"{size} step at {len(coords) // 1000}k voxels, torch ops only", torch_ops_s, "s"),
+                 ("step: speed-up of the compiled kernels", torch_ops_s / step_s, "x"),
+                 ("step with torch ops only: share of GEMM peak",
+                  100 * total_flops / torch_ops_s / 1e9 / peak, "%")]
+    rows += [(f"{size} step at {len(coords) // 1000}k voxels"
+              + (", compiled kernels" if compiled else ""), step_s, "s"),
              ("step: convolutions alone", conv_s, "s"),
              ("step: convolution + shortcut work", total_flops / 1e9, "GFLOP"),
              ("step: achieved", total_flops / step_s / 1e9, "GFLOP/s"),

@@ -96,11 +96,18 @@ def bench_sparse(table: Table, quick: bool, device: str) -> None:
         import MinkowskiEngine as ME
         if not ME.is_cuda_available():
             backends.remove("minkowski")
-    for backend in backends:
+    from twist_lib.sparse import native
+    variants = [(b, native.enabled, b) for b in backends]
+    if device == "cpu" and native.enabled and native.library() is not None:
+        # the torch backend twice: its torch ops alone, and with the compiled kernels (native.py)
+        variants[0:1] = [("torch", False, "torch (torch ops)"),
+                         ("torch", True, "torch (compiled kernels)")]
+    for backend, compiled, label in variants:
+        native.enabled = compiled
         for size in (("small",) if quick else ("small", "paper")):
             for voxels in ((50_000,) if quick else (50_000, 150_000, 250_000)):
                 r = unet_step(backend, voxels, size, device=device, steps=1 if quick else 3)
-                name = f"{backend} {size} {r['voxels'] // 1000}k voxels"
+                name = f"{label} {size} {r['voxels'] // 1000}k voxels"
                 table.add("sparse", f"{name}: fwd+bwd step", r["step_s"], "s", device)
                 peak = "n/a" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 2 ** 30:.3f}"
                 table.add("sparse", f"{name}: peak memory", peak, "GiB", device)

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from twist_lib import experiments as ex
+from twist_lib import result_tables as rt
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"rounds": 1, "val_scenes": 1}  # smoke profile: 6 steps, rounds of 4 steps
@@ -129,13 +130,17 @@ def test_the_repository_specs_load():
     rows: dict = {}
     for run in tables.runs:
         rows.setdefault((run.table, run.row), []).append(run)
-        assert run.cfg.profile == "cpu"
-    assert set(t for t, _ in rows) == {"table1", "table4", "table5", "table6", "fig4b",
-                                       "extensions", "ttr"}
-    for (table, row), runs in rows.items():
-        assert len({r.seed for r in runs}) >= 2, (table, row)
+        assert run.cfg.profile == "hard" and run.cfg.amp is False  # float32 on a GPU too
+    assert set(t for t, _ in rows) == {"table1", "convergence", "table4", "table5", "table6",
+                                       "fig4b", "extensions", "ttr"}
+    for (table, row), runs in rows.items():  # the convergence check: one long run per ratio,
+        # judged against the seed spread of table1's Sup-only runs
+        assert len({r.seed for r in runs}) >= 2 or table == "convergence", (table, row)
         assert all(r.init_from is not None for r in runs if r.kind == "twist")
     assert {r.ratio for r in rows[("table1", "twist")]} == {"1", "5", "10", "20"}
+    assert {r.ratio for r in rows[("table1", "sup_only")]} == {"1", "5", "10", "20", "100"}
+    assert {r.cfg.steps for r in rows[("convergence", "sup_only_2x")]} == {
+        2 * rows[("table1", "sup_only")][0].cfg.steps}
     iv, v = rows[("table4", "IV")][0].cfg, rows[("table4", "V")][0].cfg
     assert (iv.pseudo_update, iv.recorrection, v.pseudo_update, v.recorrection) == (
         "pointwise", False, "proposal", False)
@@ -205,7 +210,7 @@ def test_collect_matches_the_run_folders_own_files(done, tmp_path):
     assert [r["round"] for r in rows[1:]] == [0, 1] == [int(t["round"]) for t in table]
     for row, cells in zip(rows[1:], table):
         assert row["steps"] == 6 + 4 * row["round"]  # Sup-only's 6 steps, then 4 a round
-        for column in ex.VALUES[:-1]:
+        for column in rt.VALUES[:-1]:
             cell = cells["miou" if column == "mIoU" else column]
             value = None if cell in ("", "nan") else float(cell)
             assert row[column] == value, (column, row[column], cell)
@@ -215,10 +220,28 @@ def test_collect_matches_the_run_folders_own_files(done, tmp_path):
                     "--summary", str(summary)]) == 0
     with out.open(newline="") as f:
         written = list(csv.DictReader(f))
-    assert list(written[0]) == list(ex.COLUMNS) and len(written) == 3
+    assert list(written[0]) == list(rt.COLUMNS) and len(written) == 3
     assert written[0]["mIoU"] == str(metrics["miou"]) and written[0]["sem_acc"] == ""
     with summary.open(newline="") as f:
-        assert list(next(csv.DictReader(f))) == list(ex.SUMMARY_COLUMNS)
+        assert list(next(csv.DictReader(f))) == list(rt.SUMMARY_COLUMNS)
+
+
+def test_seeds_ratios_and_settings_on_the_command_line(done, capsys):
+    spec, folder, _, _ = done
+    args = ["status", str(spec.path), "--root", str(folder)]
+    assert ex.main(args + ["--seeds", "1"]) == 0  # no run of seed 1: an empty table
+    assert capsys.readouterr().out.split("\n")[:2] == ["run  kind   state    detail", ""]
+    assert ex.main(args + ["--seeds", "0", "--ratios", "50"]) == 0
+    assert capsys.readouterr().out.strip().endswith("2 done")
+    assert ex.main(args + ["--ratios", "5"]) == 0
+    assert "t1/" not in capsys.readouterr().out
+    # --set: only what does not change results, and it reaches every run's command
+    assert ex.main(args + ["--set", "steps=3"]) == 2
+    assert "only num_workers" in capsys.readouterr().err
+    settings = ex.with_settings(ex.load_spec(spec.path), {"num_workers": 2, "device": "cpu"})
+    for run in settings.runs:
+        assert "num_workers=2" in run.command() and run.cfg.num_workers == 2
+        assert 'device="cpu"' in run.command()
 
 
 def test_status_on_the_command_line(done):
@@ -330,7 +353,7 @@ def test_summarise_by_hand():
     rows = [row(0, 0, 0.2, 1.0), row(1, 0, 0.4, ""), row(2, 0, "nan", 4.0),
             row(0, 1, "0.5", 2.0), row(0, 0, 0.9, 0.5, ratio="10"),
             row(1, 1, 0.7, 3.0), row(2, 1, 0.0, 7.0)]
-    out = ex.summarise(rows)
+    out = rt.summarise(rows)
     assert [(s["label_ratio"], s["round"], s["seeds"]) for s in out] == [
         ("5", 0, "0 1 2"), ("5", 1, "0 1 2"), ("10", 0, "0")]
     r0, r1, single = out
@@ -348,4 +371,4 @@ def test_summarise_by_hand():
     # one seed: a mean, no spread; a column nobody has: n = 0
     assert (single["AP_mean"], single["AP_std"], single["AP_n"]) == (0.9, None, 1)
     assert [single[f"coverage_{s}"] for s in ("mean", "std", "n")] == [None, None, 0]
-    assert set(ex.SUMMARY_COLUMNS) == set(r0)
+    assert set(rt.SUMMARY_COLUMNS) == set(r0)

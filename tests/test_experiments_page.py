@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from twist_lib.book import experiments_page as ep
-from twist_lib.experiments import COLUMNS
+from twist_lib.result_tables import COLUMNS
 
 
 def row(table, name, ratio, seed, rnd, ap50, kind="twist"):

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from twist_lib import sparse
-from twist_lib.sparse import minkowski_backend, spconv_backend, torch_backend
+from twist_lib.sparse import minkowski_backend, native, spconv_backend, torch_backend
 
 HAVE_ME = minkowski_backend.is_available()
 NO_ME_REASON = f"MinkowskiEngine is not installed ({minkowski_backend.IMPORT_ERROR})"
@@ -354,3 +355,180 @@ def test_kernel_map_counts_pairs_and_flops_by_hand():
     assert subm.num_pairs() == 5 and subm.flops(3, 4) == 2 * 5 * 3 * 4
     down = torch_backend.down_map(x.manager, 1)
     assert down.num_pairs() == 3 and down.transposed().num_pairs() == 3
+
+
+# ----------------------------------------------------------------------------------------------
+# the compiled CPU kernels (twist_lib/sparse/native.py) in float32, against dense conv3d
+# ----------------------------------------------------------------------------------------------
+NATIVE = pytest.mark.skipif(native.library() is None,
+                            reason=f"compiled kernels unavailable ({native.BUILD_ERROR})")
+
+
+@pytest.fixture
+def one_thread_counting(monkeypatch):
+    """One torch thread (where the kernels run) and a count of the kernels' calls."""
+    calls = {"gemm": 0, "outer": 0, "bn": 0}
+    gemm, outer, bn = native.gemm_pairs, native.outer_pairs, native.bn_relu_forward
+
+    def counted(name, fn):
+        def call(*args):
+            calls[name] += 1
+            return fn(*args)
+        return call
+    monkeypatch.setattr(native, "gemm_pairs", counted("gemm", gemm))
+    monkeypatch.setattr(native, "outer_pairs", counted("outer", outer))
+    monkeypatch.setattr(native, "bn_relu_forward", counted("bn", bn))
+    monkeypatch.setattr(native, "enabled", True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield calls
+    torch.set_num_threads(threads)
+
+
+def float32_case(kind, cin, cout, seed):
+    """One layer in float32 on the torch backend, and its dense float64 reference built from the
+    same inputs and weights: ``(out32, (feats32, weight32), ref64, (feats64, weight64))``."""
+    coords, feats64, x64 = make_input(seed, cin, 1, n=400)
+    feats64 = feats64.detach().requires_grad_()
+    if kind == "up":  # the input lives on the coarse grid of the k2 s2 convolution
+        coarse = sparse.DownConv3d(cin, cin)(x64).coords
+        feats64 = torch.randn(len(coarse), cin, dtype=torch.float64,
+                              generator=torch.Generator().manual_seed(seed)).requires_grad_()
+    feats = feats64.detach().float().requires_grad_()
+    conv = {"subm": lambda: sparse.SubMConv3d(cin, cout, kernel_size=3),
+            "down": lambda: sparse.DownConv3d(cin, cout),
+            "up": lambda: sparse.UpConv3d(cin, cout)}[kind]()
+    w64 = conv.weight.detach().double().requires_grad_()
+    fine = sparse.SparseTensor(coords, feats if kind != "up" else torch.zeros(len(coords), cin),
+                               backend="torch")
+    if kind == "subm":
+        out = conv(fine)
+        ref = read_dense(F.conv3d(to_dense(coords, feats64, 1), dense_weight(w64, 3), padding=1),
+                         coords, 1)
+    elif kind == "down":
+        out = conv(fine)
+        ref = read_dense(F.conv3d(to_dense(coords, feats64, 1), dense_weight(w64, 2), stride=2),
+                         out.coords, 2)
+    else:
+        out = conv(sparse.SparseTensor.from_manager(fine.manager, 2, feats, "torch"), fine)
+        w_t = w64.reshape(2, 2, 2, cin, cout).permute(3, 4, 0, 1, 2)
+        ref = read_dense(F.conv_transpose3d(to_dense(coarse, feats64, 2), w_t, stride=2),
+                         coords, 1)
+    return out.feats, (feats, conv.weight), ref, (feats64, w64)
+
+
+@NATIVE
+@pytest.mark.parametrize("kind", ["subm", "down", "up"])
+@pytest.mark.parametrize("cin,cout", [(16, 16), (32, 48), (80, 64), (6, 16), (16, 7)])
+def test_compiled_kernels_match_dense_conv_in_float32(one_thread_counting, kind, cin, cout):
+    out, leaves, ref, ref_leaves = float32_case(kind, cin, cout, seed=cin + cout)
+    assert_close(out.double(), ref, rtol=2e-6)
+    probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+    grads = torch.autograd.grad((out * probe).sum(), leaves)
+    ref_grads = torch.autograd.grad((ref * probe.double()).sum(), ref_leaves)
+    for got, want in zip(grads, ref_grads):
+        assert_close(got.double(), want, rtol=2e-6)
+    # the kernels ran where the widths allow: forward and weight gradient need cout in
+    # WIDTHS, the input gradient cin
+    calls = one_thread_counting
+    fused = (cout in native.WIDTHS) + (cin in native.WIDTHS)
+    assert calls["bn"] == 0
+    assert (calls["gemm"] > 0) == (fused > 0) and (calls["outer"] > 0) == (cout in native.WIDTHS)
+
+
+def test_compiled_kernels_stay_off_where_they_do_not_apply(monkeypatch):
+    """float64, several threads or TWIST_NATIVE=0 (enabled False): the torch ops run."""
+    monkeypatch.setattr(native, "gemm_pairs", lambda *a: pytest.fail("kernel ran"))
+    monkeypatch.setattr(native, "outer_pairs", lambda *a: pytest.fail("kernel ran"))
+    _, feats, x = make_input(5, 16)
+    sparse.SubMConv3d(16, 16).double()(x).feats.sum().backward()  # float64
+    monkeypatch.setattr(native, "enabled", False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        y = sparse.SparseTensor(x.coords, feats.detach().float().requires_grad_(), backend="torch")
+        sparse.SubMConv3d(16, 16)(y).feats.sum().backward()
+    finally:
+        torch.set_num_threads(threads)
+
+
+@NATIVE
+@pytest.mark.parametrize("width", [16, 48, 160])
+def test_fused_batch_norm_relu_matches_torch_in_float64(one_thread_counting, width):
+    """BatchNorm then ReLU in a sparse.Sequential (fused: BatchNormReLU) against F.batch_norm and
+    F.relu in float64: output, the gradients of the input, gamma and beta, the running statistics
+    and the batch counter after two steps; the state_dict is nn.Sequential's."""
+    gen = torch.Generator().manual_seed(width)
+    coords = random_coords(width, n=500)
+    seq = sparse.Sequential(sparse.BatchNorm(width), sparse.ReLU())
+    ref_bn = nn.BatchNorm1d(width).double()
+    with torch.no_grad():
+        for bn in (seq[0], ref_bn):
+            bn.weight.copy_(torch.rand(width, generator=torch.Generator().manual_seed(1)) + 0.5)
+            bn.bias.copy_(torch.randn(width, generator=torch.Generator().manual_seed(2)))
+    assert list(seq.state_dict()) == list(nn.Sequential(nn.BatchNorm1d(width)).state_dict())
+    for step in range(2):
+        x64 = (torch.randn(len(coords), width, generator=gen, dtype=torch.float64) * 3 + 1)
+        x64.requires_grad_()
+        x32 = x64.detach().float().requires_grad_()
+        out = seq(sparse.SparseTensor(coords, x32, backend="torch")).feats
+        ref = F.relu(ref_bn(x64))
+        assert_close(out.double(), ref, rtol=2e-6)
+        probe = torch.randn(out.shape, generator=gen)
+        grads = torch.autograd.grad((out * probe).sum(), (x32, seq[0].weight, seq[0].bias))
+        ref_grads = torch.autograd.grad((ref * probe.double()).sum(),
+                                        (x64, ref_bn.weight, ref_bn.bias))
+        for got, want in zip(grads, ref_grads):
+            assert_close(got.double(), want, rtol=2e-5)
+    for name in ("running_mean", "running_var"):
+        assert_close(getattr(seq[0], name).double(), getattr(ref_bn, name), rtol=2e-6)
+    assert int(seq[0].num_batches_tracked) == int(ref_bn.num_batches_tracked) == 2
+    assert one_thread_counting["bn"] == 2  # the fused path ran, once a step
+    seq.eval()  # eval: running statistics, the modules one by one, as nn.Sequential
+    x = torch.randn(len(coords), width)
+    got = seq(sparse.SparseTensor(coords, x, backend="torch")).feats
+    torch.testing.assert_close(got, F.relu(F.batch_norm(
+        x, seq[0].running_mean, seq[0].running_var, seq[0].weight, seq[0].bias)))
+
+
+def _relu_zeros(net):
+    """Hooks that count the zeros of every convolution's input and of ``net``'s output: the
+    masks of the ReLUs before them (the stem's input has none)."""
+    counts = []
+    for module in net.modules():
+        if isinstance(module, (sparse.SubMConv3d, sparse.DownConv3d, sparse.UpConv3d)):
+            module.register_forward_pre_hook(
+                lambda m, inp: counts.append(int((inp[0].feats == 0).sum())) and None)
+    net.register_forward_hook(lambda m, i, out: counts.append(int((out.feats == 0).sum())))
+    return counts
+
+
+@NATIVE
+def test_unet_step_with_compiled_kernels_matches_float64(one_thread_counting):
+    """The small U-Net's forward and backward on the compiled kernels (float32) against the
+    same network in float64 (torch ops: the path the dense-conv tests above check).
+
+    The gradient of batch norm + ReLU jumps where a pre-activation crosses 0: a float32 rounding
+    that moves one entry across shifts its whole channel's input gradient (through the batch
+    mean), in any float32 implementation. So the comparison holds only where float32 and float64
+    put every pre-activation on the same side of 0, which the test checks first (the ReLU masks'
+    zero counts agree; seed 0 has that property)."""
+    from twist_lib.network import MODEL_SIZES, SparseUNet
+    torch.manual_seed(0)
+    coords = random_coords(3, n=1500, extent=EXTENT)
+    net = SparseUNet(3, MODEL_SIZES["small"])
+    net64 = SparseUNet(3, MODEL_SIZES["small"]).double()
+    net64.load_state_dict(net.state_dict())
+    zeros, zeros64 = _relu_zeros(net), _relu_zeros(net64)
+    x64 = torch.randn(len(coords), 3, dtype=torch.float64,
+                      generator=torch.Generator().manual_seed(0))
+    out = net(sparse.SparseTensor(coords, x64.float(), backend="torch")).feats
+    ref = net64(sparse.SparseTensor(coords, x64, backend="torch")).feats
+    assert_close(out.double(), ref, rtol=1e-4)
+    assert zeros == zeros64 and len(zeros) == 28 and min(zeros[1:]) > 0
+    probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    (out * probe).sum().backward()
+    (ref * probe.double()).sum().backward()
+    for p, p64 in zip(net.parameters(), net64.parameters()):
+        assert_close(p.grad.double(), p64.grad, rtol=1e-3)
+    assert min(one_thread_counting.values()) > 0  # convolutions and batch norms both fused

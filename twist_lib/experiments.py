@@ -23,9 +23,7 @@ import dataclasses
 import difflib
 import fcntl
 import json
-import math
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -33,19 +31,16 @@ from pathlib import Path
 
 import yaml
 
-from .atomic import atomic_csv, atomic_json
-from .config import Config
+from .atomic import atomic_json
+from .config import Config, parse_overrides
+from .result_tables import SUMMARY_COLUMNS, VALUES, summarise, write_csv
 from .paths import repo_root
 
 TOP_KEYS = ("profile", "out", "params", "runs")
 ENTRY_KEYS = ("table", "row", "kind", "ratios", "seeds", "params", "profile", "init_from")
 RESERVED = ("run_dir", "label_ratio", "seed", "init_checkpoint", "profile")  # set per run
 RUNNER_PARAMS = {"cpu_threads": 1, "progress": False}  # every run's defaults; params win
-COLUMNS = ("table", "row", "kind", "label_ratio", "seed", "round", "AP", "AP50", "AP25", "mIoU",
-           "sem_acc", "object_sem_acc", "offset_error", "coverage", "train_s", "pseudo_s", "steps")
-VALUES = COLUMNS[6:]
-SUMMARY_COLUMNS = ("table", "row", "kind", "label_ratio", "round", "seeds", *(
-    f"{c}_{stat}" for c in VALUES for stat in ("mean", "std", "n")))
+NEUTRAL = ("num_workers", "cpu_threads", "progress", "device", "log_every", "ckpt_every")  # --set
 SOURCE = {"mIoU": "miou"}  # a column's name in metrics.json and rounds.csv, where it differs
 
 
@@ -171,6 +166,19 @@ def _link(runs: dict[str, Run]) -> None:
             run.cfg = Config.from_sources(run.profile, None, run.overrides()).validate()
         except (KeyError, TypeError, ValueError) as e:
             raise SpecError(f"{run.where}: {e.args[0] if e.args else e}") from None
+
+
+def with_settings(spec: Spec, settings: dict) -> Spec:
+    """``spec`` with ``settings`` added to every run's params: only keys that change how a run
+    executes, never what it computes (:data:`NEUTRAL`: e.g. ``num_workers=2`` on a GPU box)."""
+    bad = sorted(set(settings) - set(NEUTRAL))
+    if bad:
+        raise SpecError(f"--set {', '.join(bad)}: only {', '.join(NEUTRAL)} may be set for a "
+                        "batch (the others change results: put them in the spec)")
+    for run in spec.runs:
+        run.params = {**run.params, **settings}
+        run.cfg = Config.from_sources(run.profile, None, run.overrides()).validate()
+    return spec
 
 
 def plan(spec: Spec, only=None) -> list[Run]:
@@ -330,35 +338,11 @@ def collect(spec: Spec, root=None, only=None) -> list[dict]:
             for row in run_rows(run, resolve_root(root))]
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    """Mean, sample standard deviation (n - 1; None when n < 2) and n over seeds of each value
-    column per (table, row, label_ratio, round), empty and NaN cells left out (Tables 1, 4-7)."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        key = (r["table"], r["row"], str(r["label_ratio"]), int(r["round"]))
-        groups.setdefault(key, []).append(r)
-    out = []
-    for (table, row, ratio, rnd), members in groups.items():
-        out.append(dict(table=table, row=row, kind=members[0].get("kind"), label_ratio=ratio,
-                        round=rnd, seeds=" ".join(str(m["seed"]) for m in members)))
-        for col in VALUES:
-            cells = [float(m[col]) for m in members if m.get(col) not in (None, "")]
-            v = [c for c in cells if not math.isnan(c)]
-            out[-1].update({f"{col}_mean": statistics.fmean(v) if v else None, f"{col}_n": len(v),
-                            f"{col}_std": statistics.stdev(v) if len(v) > 1 else None})
-    return out
-
-
-def write_csv(rows: list[dict], path, columns=COLUMNS) -> Path:
-    """``rows`` as CSV (``collect``'s columns unless told), None as an empty cell, atomically."""
-    cells = [{k: "" if r.get(k) is None else r[k] for k in columns} for r in rows]
-    return atomic_csv(path, cells, columns)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """``python -m twist_lib.experiments run FILE [--jobs N] | status FILE | collect FILE [--csv
-    PATH] [--summary PATH]``, each with ``[--only TABLE ...] [--out DIR] [--root DIR]``. Exit
-    status: 1 when a run failed or was skipped, 2 for a bad spec or argument, else 0."""
+    """``python -m twist_lib.experiments run FILE [--jobs N] [--set KEY=VALUE ...] | status FILE |
+    collect FILE [--csv PATH] [--summary PATH]``, each with ``[--only TABLE ...] [--seeds S ...]
+    [--ratios R ...] [--out DIR] [--root DIR]``. Exit status: 1 when a run failed or was skipped, 2 for a bad
+    spec or argument, else 0."""
     parser = argparse.ArgumentParser(prog="python -m twist_lib.experiments",
                                      description="batch runs of the paper's tables (a spec file)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -366,18 +350,24 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.add_argument("spec", help="spec file (YAML)")
         p.add_argument("--only", nargs="+", metavar="TABLE", help="these tables only")
+        p.add_argument("--seeds", nargs="+", type=int, help="these seeds only (e.g. 0 first)")
+        p.add_argument("--ratios", nargs="+", type=float, help="these label ratios only")
         p.add_argument("--out", help="run folders below this folder instead of the spec's out")
         p.add_argument("--root", help="where relative paths start (default: the repo root)")
+        p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                       help=f"for every run, one of: {', '.join(NEUTRAL)}")
     sub.choices["run"].add_argument("--jobs", type=int, default=1, help="runs at a time (1)")
     sub.choices["collect"].add_argument("--csv", help="output (default <out>/results.csv)")
     sub.choices["collect"].add_argument("--summary", help="also mean/std/n over seeds here")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         spec, root = load_spec(args.spec, out=args.out), resolve_root(args.root)
+        spec = with_settings(spec, parse_overrides(args.set))
+        spec = spec._replace(runs=[r for r in spec.runs if r.seed in (args.seeds or [r.seed])
+                                   and float(r.ratio) in (args.ratios or [float(r.ratio)])])
         plan(spec, args.only)  # unknown tables are an error
-    except (SpecError, FileNotFoundError, yaml.YAMLError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (SpecError, FileNotFoundError, yaml.YAMLError, ValueError) as e:
+        return print(f"error: {e}", file=sys.stderr) or 2
     if args.command == "run":
         result = run_spec(spec, jobs=args.jobs, only=args.only, root=root)
         return int(bool(result["failed"] or result["skipped"]))

@@ -53,7 +53,7 @@ class ResidualBlock(nn.Module):
         super().__init__()
         # a 1x1x1 convolution is a per-voxel linear map: the same weights on both backends
         self.shortcut = None if cin == cout else nn.Linear(cin, cout, bias=False)
-        self.body = nn.Sequential(
+        self.body = sparse.Sequential(
             sparse.BatchNorm(cin), sparse.ReLU(), sparse.SubMConv3d(cin, cout, kernel_size=3),
             sparse.BatchNorm(cout), sparse.ReLU(), sparse.SubMConv3d(cout, cout, kernel_size=3),
         )
@@ -78,9 +78,9 @@ class UNetLevel(nn.Module):
         self.inner = None
         if len(widths) > 1:
             c2 = widths[1]
-            self.down = nn.Sequential(sparse.BatchNorm(c), sparse.ReLU(), sparse.DownConv3d(c, c2))
+            self.down = sparse.Sequential(sparse.BatchNorm(c), sparse.ReLU(), sparse.DownConv3d(c, c2))
             self.inner = UNetLevel(widths[1:], blocks)
-            self.up_norm = nn.Sequential(sparse.BatchNorm(c2), sparse.ReLU())
+            self.up_norm = sparse.Sequential(sparse.BatchNorm(c2), sparse.ReLU())
             self.up = sparse.UpConv3d(c2, c)
             self.decode = _blocks(2 * c, c, blocks)
 
@@ -101,7 +101,7 @@ class SparseUNet(nn.Module):
         widths = [size.m * (i + 1) for i in range(size.levels)]
         self.stem = sparse.SubMConv3d(in_channels, size.m, kernel_size=3)
         self.unet = UNetLevel(widths, size.blocks)
-        self.out = nn.Sequential(sparse.BatchNorm(size.m), sparse.ReLU())
+        self.out = sparse.Sequential(sparse.BatchNorm(size.m), sparse.ReLU())
 
     def forward(self, x):
         return self.out(self.unet(self.stem(x)))

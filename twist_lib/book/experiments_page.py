@@ -20,7 +20,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..experiments import VALUES, summarise
+from ..result_tables import VALUES, summarise
 from ..runs import PAPER_TABLE7_AP50
 
 #: Paper Table 4 (ScanNet v2 val, 5 %): group -> (mAP, AP50, AP25).

@@ -16,12 +16,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from twist_lib.sparse import minkowski_backend, spconv_backend, torch_backend
+from twist_lib.sparse import minkowski_backend, native, spconv_backend, torch_backend
 from twist_lib.sparse.kernels import kernel_offsets
 from twist_lib.sparse.tensor import SparseTensor
 
-#: ``nn.Sequential`` works unchanged because every module maps SparseTensor -> SparseTensor.
-Sequential = nn.Sequential
+
+
+class Sequential(nn.Sequential):
+    """``nn.Sequential`` of SparseTensor -> SparseTensor modules, in which a :class:`BatchNorm`
+    followed by a :class:`ReLU` runs as one fused op where the compiled kernels apply
+    (:meth:`BatchNorm.forward_relu`); the modules and the state_dict stay those of
+    ``nn.Sequential``."""
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        modules, i = list(self), 0
+        while i < len(modules):
+            module, after = modules[i], modules[i + 1] if i + 1 < len(modules) else None
+            if isinstance(module, BatchNorm) and isinstance(after, ReLU) and module.fuses_relu(
+                    x.feats):
+                x, i = x.replace_feats(module.forward_relu(x.feats)), i + 2
+            else:
+                x, i = module(x), i + 1
+        return x
 
 
 def _runs_on_minkowski(x: SparseTensor) -> bool:
@@ -146,6 +162,51 @@ class BatchNorm(nn.BatchNorm1d):
 
     def forward(self, x: SparseTensor) -> SparseTensor:
         return x.replace_feats(super().forward(x.feats))
+
+    def fuses_relu(self, feats: torch.Tensor) -> bool:
+        """Whether :meth:`forward_relu` runs on ``feats`` (training mode, the compiled kernels)."""
+        return (self.training and self.affine and self.track_running_stats
+                and feats.shape[0] > 1 and native.usable(feats, feats.shape[1], norm=True))
+
+    def forward_relu(self, feats: torch.Tensor) -> torch.Tensor:
+        """``relu(batch_norm(feats))`` in training mode as one op (:class:`BatchNormReLU`), the
+        running statistics updated as ``nn.BatchNorm1d`` does."""
+        feats = feats.contiguous()
+        with torch.no_grad():
+            mean, var = native.column_stats(feats)  # float64 (torch.var_mean: 10x slower here)
+            self.num_batches_tracked.add_(1)
+            f = self.momentum if self.momentum is not None else 1 / int(self.num_batches_tracked)
+            n = feats.shape[0]
+            self.running_mean.mul_(1 - f).add_(mean.float(), alpha=f)
+            self.running_var.mul_(1 - f).add_((var * (n / (n - 1))).float(), alpha=f)
+        return BatchNormReLU.apply(feats, self.weight, self.bias, mean.float().contiguous(),
+                                   torch.rsqrt(var + self.eps).float().contiguous())
+
+
+class BatchNormReLU(torch.autograd.Function):
+    """``max(0, gamma (x - mean) invstd + beta)`` with the batch's ``mean`` and ``invstd``, on the
+    compiled kernels (:mod:`twist_lib.sparse.native`): one pass forward, two backward, where
+    batch norm then ReLU in torch ops take two and three. The backward is batch norm's (the
+    statistics' own gradients included) applied to the gradient that the ReLU lets through:
+    ``dx = gamma invstd (g' - sum(g') / N) - gamma invstd^3 sum(g' (x - mean)) / N (x - mean)``."""
+
+    @staticmethod
+    def forward(ctx, feats, weight, bias, mean, invstd):
+        scale = (weight * invstd).detach().contiguous()
+        beta = bias.detach().contiguous()
+        ctx.save_for_backward(feats, weight, mean, invstd, scale, beta)
+        return native.bn_relu_forward(feats, mean, scale, beta)
+
+    @staticmethod
+    def backward(ctx, grad):
+        feats, weight, mean, invstd, scale, beta = ctx.saved_tensors
+        grad, n = grad.contiguous(), feats.shape[0]
+        sum_g, sum_gx = native.bn_relu_sums(feats, grad, mean, scale, beta)
+        w, inv = weight.detach().double(), invstd.double()
+        a, b, d = (t.float().contiguous() for t in (
+            w * inv, -w * inv ** 3 * sum_gx / n, -w * inv * sum_g / n))
+        dx = native.bn_relu_dx(feats, grad, mean, scale, beta, a, b, d)
+        return dx, (sum_gx * inv).float(), sum_g.float(), None, None
 
 
 class ReLU(nn.Module):

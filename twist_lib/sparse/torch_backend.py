@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from twist_lib.sparse import native
 from twist_lib.sparse.kernels import kernel_offsets
 
 if TYPE_CHECKING:
@@ -44,6 +45,10 @@ class KernelMap:
         """The map of the transposed convolution (same weights, inputs and outputs swapped)."""
         pairs = [None if p is None else (p[1], p[0]) for p in self.pairs]
         return KernelMap(pairs, self.n_out, self.n_in)
+
+    def centre(self) -> int | None:
+        """The identity offset's index (a submanifold kernel's centre), or None."""
+        return next((k for k, p in enumerate(self.pairs) if p is None), None)
 
     def num_pairs(self) -> int:
         """Every (input, output) pair of every offset; the identity counts ``n_in`` pairs."""
@@ -111,11 +116,17 @@ class GatherGemmScatter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
         ctx.kmap = kmap
+        feats, weight = feats.contiguous(), weight.contiguous()
         ctx.save_for_backward(feats, weight)
-        out = feats.new_zeros(kmap.n_out, weight.shape[2])
+        centre = kmap.centre()  # the identity starts the sum: no zero-filled output to add to
+        out = feats @ weight[centre] if centre is not None else feats.new_zeros(
+            kmap.n_out, weight.shape[2])
+        fused = native.usable(feats, weight.shape[2])  # the compiled kernels (native.py)
         for pair, w in zip(kmap.pairs, weight):
             if pair is None:
-                out.addmm_(feats, w)
+                continue
+            elif pair[0].numel() and fused:
+                native.gemm_pairs(feats, w, out, *pair)
             elif pair[0].numel():
                 out.index_add_(0, pair[1], feats.index_select(0, pair[0]) @ w)
         return out
@@ -125,20 +136,30 @@ class GatherGemmScatter(torch.autograd.Function):
         feats, weight = ctx.saved_tensors
         grad_out = grad_out.contiguous()
         want_feats, want_weight = ctx.needs_input_grad[:2]
-        grad_feats = torch.zeros_like(feats) if want_feats else None
+        centre = ctx.kmap.centre()
+        grad_feats = None if not want_feats else grad_out @ weight[centre].t() if (
+            centre is not None) else torch.zeros_like(feats)
         grad_weight = torch.zeros_like(weight) if want_weight else None
+        fused_feats = want_feats and native.usable(grad_out, weight.shape[1])
+        fused_weight = want_weight and native.usable(grad_out, weight.shape[2])
+        w_t = weight.transpose(1, 2).contiguous() if fused_feats else None
         for k, pair in enumerate(ctx.kmap.pairs):
             if pair is None:
-                if want_feats:
-                    grad_feats.addmm_(grad_out, weight[k].t())
                 if want_weight:
                     grad_weight[k] = feats.t() @ grad_out
-            elif pair[0].numel():
-                in_rows, out_rows = pair
+                continue
+            if not pair[0].numel():
+                continue
+            in_rows, out_rows = pair
+            if fused_feats:
+                native.gemm_pairs(grad_out, w_t[k], grad_feats, out_rows, in_rows)
+            if fused_weight:
+                native.outer_pairs(feats, grad_out, grad_weight[k], in_rows, out_rows)
+            if (want_feats and not fused_feats) or (want_weight and not fused_weight):
                 grad_rows = grad_out.index_select(0, out_rows)
-                if want_feats:
+                if want_feats and not fused_feats:
                     grad_feats.index_add_(0, in_rows, grad_rows @ weight[k].t())
-                if want_weight:
+                if want_weight and not fused_weight:
                     grad_weight[k] = feats.index_select(0, in_rows).t() @ grad_rows
         return grad_feats, grad_weight, None
 
