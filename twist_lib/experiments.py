@@ -73,6 +73,13 @@ class Run:
         return {**RUNNER_PARAMS, **self.params, "run_dir": self.folder, "label_ratio": self.ratio,
                 "seed": self.seed, **init}
 
+    def configure(self) -> None:
+        """``self.cfg`` from the profile and :meth:`overrides`; SpecError naming the entry."""
+        try:
+            self.cfg = Config.from_sources(self.profile, None, self.overrides()).validate()
+        except (KeyError, TypeError, ValueError) as e:
+            raise SpecError(f"{self.where}: {e.args[0] if e.args else e}") from None
+
     def command(self) -> list[str]:
         """The job's command line; values as JSON, which ``key=value`` reads as YAML."""
         values = [f"{k}={json.dumps(v)}" for k, v in self.overrides().items()]
@@ -162,10 +169,7 @@ def _link(runs: dict[str, Run]) -> None:
         if run.init_ref and getattr(run.init_from, "kind", "") != "train":
             raise SpecError(f"{run.where}: init_from '{run.init_ref}' must name a train row of "
                             f"the spec with ratio {run.ratio} and seed {run.seed}")
-        try:
-            run.cfg = Config.from_sources(run.profile, None, run.overrides()).validate()
-        except (KeyError, TypeError, ValueError) as e:
-            raise SpecError(f"{run.where}: {e.args[0] if e.args else e}") from None
+        run.configure()
 
 
 def with_settings(spec: Spec, settings: dict) -> Spec:
@@ -177,7 +181,7 @@ def with_settings(spec: Spec, settings: dict) -> Spec:
                         "batch (the others change results: put them in the spec)")
     for run in spec.runs:
         run.params = {**run.params, **settings}
-        run.cfg = Config.from_sources(run.profile, None, run.overrides()).validate()
+        run.configure()
     return spec
 
 

@@ -109,20 +109,20 @@ def usable(feats: torch.Tensor, width: int, norm: bool = False) -> bool:
             and library() is not None)
 
 
+def _ptrs(*tensors) -> list[int]:
+    return [t.data_ptr() for t in tensors]
+
+
 def gemm_pairs(feats, w, out, src, dst) -> None:
     """``out[dst[p]] += feats[src[p]] @ w`` for every pair, in place (all contiguous)."""
-    _lib.twist_gemm_pairs(feats.data_ptr(), w.data_ptr(), out.data_ptr(), src.data_ptr(),
-                          dst.data_ptr(), src.numel(), feats.shape[1], out.shape[1])
+    _lib.twist_gemm_pairs(*_ptrs(feats, w, out, src, dst), src.numel(), feats.shape[1],
+                          out.shape[1])
 
 
 def outer_pairs(feats, grad, grad_w, src, dst) -> None:
     """``grad_w += feats[src]^T @ grad[dst]``, in place (all contiguous)."""
-    _lib.twist_outer_pairs(feats.data_ptr(), grad.data_ptr(), grad_w.data_ptr(), src.data_ptr(),
-                           dst.data_ptr(), src.numel(), feats.shape[1], grad.shape[1])
-
-
-def _ptrs(*tensors) -> list[int]:
-    return [t.data_ptr() for t in tensors]
+    _lib.twist_outer_pairs(*_ptrs(feats, grad, grad_w, src, dst), src.numel(), feats.shape[1],
+                           grad.shape[1])
 
 
 def column_stats(x) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,8 +30,8 @@ from ..data.classes import IGNORE_INDEX
 from .hard_room import build_hard_room
 from .parts import rotate_z, sample_surfaces
 from .room import Room
-from .scene import (VARIANT_GENERATORS, HardPreset, compact, in_holes, in_openings, part_table,
-                    visible)
+from .scene import (VARIANT_GENERATORS, HardPreset, compact, in_holes, in_openings,
+                    keep_in_range, part_table, visible)
 
 
 def generate_hard_scene(seed, preset: HardPreset, name: str, clean: bool = False) -> dict:
@@ -50,9 +50,8 @@ def scan_hard_room(room: Room, preset: HardPreset, rng: np.random.Generator, cle
     field = _wave_params(rng, preset.density_waves, (1.0, 3.0))
     occluders = _occluder_corners(parts, yaw, shift, preset.occluder_size, first=len(room.shell()))
     luminance = parts.color.mean(axis=1)
-    lo_n, hi_n = preset.points
-    density = preset.density
-    for _ in range(4):
+
+    def draw(density):
         points, normals, part = sample_surfaces(parts, yaw, shift, density, rng)
         if not clean:  # step 7 first: it is the cheapest and thins the most
             prob = _density(points, luminance[part], views, field, preset)
@@ -63,14 +62,8 @@ def scan_hard_room(room: Room, preset: HardPreset, rng: np.random.Generator, cle
         if not clean:
             keep &= _seen(points, normals, part, views, occluders, keep)
             keep &= ~in_holes(points, keep, preset, rng)
-        n = int(keep.sum())
-        if n >= lo_n:
-            break
-        density *= 1.15 * lo_n / max(n, 1)
-    idx = np.flatnonzero(keep)
-    if len(idx) > hi_n:
-        idx = np.sort(rng.choice(idx, hi_n, replace=False))
-    points, normals, part = points[idx], normals[idx], part[idx]
+        return points, normals, part, keep
+    points, normals, part = keep_in_range(draw, preset.density, preset.points, 4, rng)
     rgb = _hard_colours(parts.color[part], normals, points, preset, rng, clean)
     if not clean:
         points = points + rng.normal(0.0, preset.xyz_noise, points.shape)

@@ -152,28 +152,38 @@ def scan_room(room: Room, preset: SizePreset, rng: np.random.Generator, clean: b
     Returns the scene arrays xyz, rgb, semantic, instance (no name).
     """
     parts, yaw, shift, sem, inst = part_table(room, rng)
-    lo_n, hi_n = preset.points
-    density = preset.density
-    for _ in range(3):
+
+    def draw(density):
         points, normals, part = sample_surfaces(parts, yaw, shift, density, rng)
         keep = visible(room, points, normals, rng)
         keep &= ~in_openings(room, points, part)
         if not clean:
             keep &= ~in_holes(points, keep, preset, rng)
-        n = int(keep.sum())
-        if n >= lo_n:
-            break
-        density *= 1.15 * lo_n / max(n, 1)
-    idx = np.flatnonzero(keep)
-    if len(idx) > hi_n:  # uniform thinning keeps the density uniform
-        idx = np.sort(rng.choice(idx, hi_n, replace=False))
-    points, normals, part = points[idx], normals[idx], part[idx]
+        return points, normals, part, keep
+    points, normals, part = keep_in_range(draw, preset.density, preset.points, 3, rng)
     rgb = _colours(parts.color[part], normals, 0.0 if clean else preset.rgb_noise, rng)
     if not clean:
         points = points + rng.normal(0.0, preset.xyz_noise, points.shape)
     order = rng.permutation(len(points))
     return {"xyz": points[order].astype(np.float32), "rgb": rgb[order].astype(np.float32),
             "semantic": sem[part][order], "instance": compact(inst[part][order])}
+
+
+def keep_in_range(draw, density: float, points: tuple[int, int], tries: int, rng):
+    """``draw(density) -> (points, normals, part, keep)`` until at least ``points[0]`` points are
+    kept (at most ``tries`` draws, the density raised each time), then the kept points thinned
+    uniformly (which keeps the density uniform) to at most ``points[1]``."""
+    lo_n, hi_n = points
+    for _ in range(tries):
+        xyz, normals, part, keep = draw(density)
+        n = int(keep.sum())
+        if n >= lo_n:
+            break
+        density *= 1.15 * lo_n / max(n, 1)
+    idx = np.flatnonzero(keep)
+    if len(idx) > hi_n:
+        idx = np.sort(rng.choice(idx, hi_n, replace=False))
+    return xyz[idx], normals[idx], part[idx]
 
 
 def part_table(room: Room, rng):
