@@ -56,6 +56,7 @@ the scenes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -325,7 +326,9 @@ def measure(profile: str = "cpu", init_arg: str = "", n_steps: int = 5, n_scenes
         self_fig = step_figures(*timed_fit(st, WARMUP + steps), steps)
 
         # 3. Sup-only steps
-        sup = BenchTrainer(cfg, run_dir=tmp / "sup")
+        # as many steps as the round above: the profile's own `steps` (2000 at cpu) would
+        # train a whole Sup-only run inside the bench
+        sup = BenchTrainer(dataclasses.replace(cfg, steps=WARMUP + 2 * steps), run_dir=tmp / "sup")
         if init is not None:
             load_weights(sup.models["phi"], init, map_location=sup.device, name="phi")
         sup_fig = step_figures(*timed_fit(sup, WARMUP + steps), steps)

@@ -51,6 +51,8 @@ def test_claims_against_the_control_and_the_paper():
     assert claims[("module C beats", "5")]["verdict"] == "no results yet"
     text = ep.claims_markdown(ep.judge_claims(ep.summary_of(ROWS)))
     assert "| TWIST beats Sup-only | 5 % | +12.1 | +11.0 |" in text
+    only = ep.judge_claims(ep.summary_of(ROWS), tables=("table1",))
+    assert {c["claim"][:14] for c in only} == {"TWIST beats Su", "TWIST beats th"}
 
 
 def test_tables_figure_and_csv_round_trip(tmp_path):

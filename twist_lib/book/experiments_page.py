@@ -122,11 +122,14 @@ def verdict(a, b) -> dict:
     return {"diff": diff, "spread": spread, "verdict": word}
 
 
-def judge_claims(summary: list[dict], metric: str = "AP50") -> list[dict]:
+def judge_claims(summary: list[dict], metric: str = "AP50", tables=None) -> list[dict]:
     """One dict per claim and ratio: ``claim``, ``ratio``, ``paper`` (A - B in points, where
-    the paper has it), ``here`` (A - B in points) +- ``spread``, ``verdict``."""
+    the paper has it), ``here`` (A - B in points) +- ``spread``, ``verdict``; the claims of
+    ``tables`` only when given."""
     out = []
     for text, table, a, b, ratio, paper in CLAIMS:
+        if tables is not None and table not in tables:
+            continue
         ratios = [ratio] if ratio else sorted({str(s["label_ratio"]) for s in summary
                                                if s["table"] == table}, key=float)
         for r in ratios:
