@@ -101,6 +101,24 @@ def test_clean_scan_has_no_noise_but_same_labels_kind():
     assert len(scene["xyz"]) > 0
 
 
+def test_hard_content_is_the_same_room_without_the_scan_nuisance():
+    """size hard_content: the hard rooms (same seed, same room and objects), every point kept
+    with the same probability and no shadows, so every class the hard scan shows is there."""
+    preset = SIZES["hard_content"]
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 5, (500, 3))
+    views = np.array([[0.5, 0.5, 1.5], [4.5, 4.5, 1.2]])
+    lum = rng.uniform(0, 1, 500)
+    prob = _density(points, lum, views, _wave_params(rng, preset.density_waves, (1.0, 3.0)), preset)
+    np.testing.assert_allclose(prob, 1.0, atol=1e-6)
+    for i in range(3):
+        hard, content = generate_scene((0, i), "hard"), generate_scene((0, i), "hard_content")
+        validate_scene(content)
+        assert content["semantic"].max() < len(HARD_CLASS_NAMES)
+        assert set(np.unique(hard["semantic"])) <= set(np.unique(content["semantic"]))
+        assert content["instance"].max() >= hard["instance"].max()
+
+
 # --- labels --------------------------------------------------------------------------------------
 def test_scenes_are_valid_and_labels_consistent(scenes):
     assert HARD_CLASS_NAMES[: len(SYNTHETIC_CLASS_NAMES)] == SYNTHETIC_CLASS_NAMES

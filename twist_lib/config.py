@@ -41,7 +41,8 @@ class Config:
                              "independent of `seed`")
     synthetic_size: str = _f("cpu", "synthetic only: cpu (10-30k points/scene) | hard (cpu-sized, "
                              "17 long-tailed classes, touching objects, occlusion, clutter: "
-                             "twist_lib.synthetic.hard) | scannet (100-200k)")
+                             "twist_lib.synthetic.hard) | hard_content (its rooms without the "
+                             "scan's occlusion, uneven density, colour shifts) | scannet (100-200k)")
     label_ratio: str = _f("5", "labelled split: percentage of the train list (1, 5, 10, 20)")
     voxel_size: float = _f(0.02, "voxel edge in metres (paper Sec. 5.1: 2 cm)")
     max_points: int = _f(250000, "training crop: at most this many points per scene (PointGroup)")

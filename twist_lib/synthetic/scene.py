@@ -94,6 +94,15 @@ SIZES = {
     "hard": HardPreset(side=(3.0, 6.0), height=(2.4, 3.0), objects=(8, 18), scale=1, density=380.0,
                        points=(10_000, 32_000), holes=(3, 8), hole_radius=(0.08, 0.4), xyz_noise=0.006,
                        rgb_noise=0.035),
+    # a probe of the hard variant: its rooms (17 classes, long tail, templates, touching objects,
+    # clutter) scanned without the scan's nuisance (no occlusion shadows, even density, no
+    # colour shifts), to tell which hardness slows learning and which makes labels matter
+    "hard_content": HardPreset(side=(3.0, 6.0), height=(2.4, 3.0), objects=(8, 18), scale=1,
+                               density=270.0, points=(10_000, 32_000), holes=(3, 8),
+                               hole_radius=(0.08, 0.4), xyz_noise=0.006, rgb_noise=0.035,
+                               occluder_size=1e3, density_falloff=1e6, density_waves=0.0,
+                               dark_keep=1.0, white_balance=0.0, brightness=(1.0, 1.0),
+                               light_field=0.0),
 }
 
 
@@ -121,10 +130,11 @@ def generate_scene(seed, size: str = "cpu", name: str | None = None, clean: bool
     seed : int or tuple of int
         Everything in the scene is a function of this (``numpy.random.default_rng(seed)``);
         :func:`~twist_lib.synthetic.benchmark.generate_dataset` uses ``(seed, i)`` for scene i.
-    size : {"cpu", "scannet", "hard"}
+    size : {"cpu", "scannet", "hard", "hard_content"}
         ``cpu``: 3-5.5 m rooms, 4-12 objects, 10-30k points; ``scannet``: 4.5-9 m rooms,
         12-35 objects, 100-200k points; ``hard``: the hard variant (:class:`HardPreset`,
-        :mod:`.hard`), 17 classes, 3-6 m rooms, 8-18 objects, 10-32k points (:data:`SIZES`).
+        :mod:`.hard`), 17 classes, 3-6 m rooms, 8-18 objects, 10-32k points; ``hard_content``:
+        its rooms without the scan's occlusion, uneven density and colour shifts (:data:`SIZES`).
     name : str, optional
         Scene name (default ``synthetic_<seed>``).
     clean : bool
