@@ -224,6 +224,23 @@ def test_collect_matches_the_run_folders_own_files(done, tmp_path):
     assert written[0]["mIoU"] == str(metrics["miou"]) and written[0]["sem_acc"] == ""
     with summary.open(newline="") as f:
         assert list(next(csv.DictReader(f))) == list(rt.SUMMARY_COLUMNS)
+    # an earlier session's rows (their run folders gone) survive a new collect; this session's
+    # runs replace their own published rows; --replace keeps only what the folders hold
+    earlier = {**written[0], "label_ratio": "1", "seed": "7", "AP50": "0.123"}
+    stale = {**written[0], "AP50": "0.999"}
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=rt.COLUMNS)
+        writer.writeheader()
+        writer.writerows([earlier, stale])
+    assert ex.main(["collect", str(spec.path), "--root", str(folder), "--csv", str(out)]) == 0
+    with out.open(newline="") as f:
+        merged = list(csv.DictReader(f))
+    assert len(merged) == 4 and merged[0]["seed"] == "7" and merged[0]["AP50"] == "0.123"
+    assert "0.999" not in {r["AP50"] for r in merged} and merged[1:] == written
+    assert ex.main(["collect", str(spec.path), "--root", str(folder), "--csv", str(out),
+                    "--replace"]) == 0
+    with out.open(newline="") as f:
+        assert list(csv.DictReader(f)) == written
 
 
 def test_seeds_ratios_and_settings_on_the_command_line(done, capsys):

@@ -33,7 +33,7 @@ import yaml
 
 from .atomic import atomic_json
 from .config import Config, parse_overrides
-from .result_tables import SUMMARY_COLUMNS, VALUES, summarise, write_csv
+from .result_tables import SUMMARY_COLUMNS, VALUES, merge_rows, read_csv, summarise, write_csv
 from .paths import repo_root
 
 TOP_KEYS = ("profile", "out", "params", "runs")
@@ -344,7 +344,7 @@ def collect(spec: Spec, root=None, only=None) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m twist_lib.experiments run FILE [--jobs N] [--set KEY=VALUE ...] | status FILE |
-    collect FILE [--csv PATH] [--summary PATH]``, each with ``[--only TABLE ...] [--seeds S ...]
+    collect FILE [--csv PATH [--replace]] [--summary PATH]``, each with ``[--only TABLE ...] [--seeds S ...]
     [--ratios R ...] [--out DIR] [--root DIR]``. Exit status: 1 when a run failed or was skipped, 2 for a bad
     spec or argument, else 0."""
     parser = argparse.ArgumentParser(prog="python -m twist_lib.experiments",
@@ -363,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["run"].add_argument("--jobs", type=int, default=1, help="runs at a time (1)")
     sub.choices["collect"].add_argument("--csv", help="output (default <out>/results.csv)")
     sub.choices["collect"].add_argument("--summary", help="also mean/std/n over seeds here")
+    sub.choices["collect"].add_argument("--replace", action="store_true", help=(
+        "overwrite the CSV; default: keep its rows of runs that have no folder here"))
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         spec, root = load_spec(args.spec, out=args.out), resolve_root(args.root)
@@ -377,8 +379,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(bool(result["failed"] or result["skipped"]))
     if args.command == "status":
         return print(status(spec, root, args.only)) or 0
-    rows = collect(spec, root, args.only)
-    print(f"{len(rows)} rows: {write_csv(rows, args.csv or root / spec.out / 'results.csv')}")
+    rows, out = collect(spec, root, args.only), Path(args.csv or root / spec.out / "results.csv")
+    if out.is_file() and not args.replace:  # keep what earlier sessions published
+        merged = merge_rows(read_csv(out), rows)
+        print(f"{len(merged) - len(rows)} rows kept from {out} (runs without a folder here)")
+        rows = merged
+    print(f"{len(rows)} rows: {write_csv(rows, out)}")
     if args.summary:
         print(f"summary: {write_csv(summarise(rows), args.summary, SUMMARY_COLUMNS)}")
     return 0

@@ -3,13 +3,14 @@
 (:func:`summarise`), the form the book's experiments page shows beside the paper's tables."""
 from __future__ import annotations
 
+import csv
 import math
 import statistics
 from pathlib import Path
 
 from .atomic import atomic_csv
 
-__all__ = ["COLUMNS", "VALUES", "SUMMARY_COLUMNS", "summarise", "write_csv"]
+__all__ = ["COLUMNS", "VALUES", "SUMMARY_COLUMNS", "summarise", "merge_rows", "read_csv", "write_csv"]
 
 COLUMNS = ("table", "row", "kind", "label_ratio", "seed", "round", "AP", "AP50", "AP25", "mIoU",
            "sem_acc", "object_sem_acc", "offset_error", "coverage", "train_s", "pseudo_s", "steps")
@@ -41,3 +42,22 @@ def write_csv(rows: list[dict], path, columns=COLUMNS) -> Path:
     """``rows`` as CSV (``collect``'s columns unless told), None as an empty cell, atomically."""
     cells = [{k: "" if r.get(k) is None else r[k] for k in columns} for r in rows]
     return atomic_csv(path, cells, columns)
+
+
+def run_key(row: dict) -> tuple:
+    """The run a row belongs to: (table, row, label ratio, seed), as strings."""
+    return tuple(str(row[k]) for k in ("table", "row", "label_ratio", "seed"))
+
+
+def merge_rows(published: list[dict], collected: list[dict]) -> list[dict]:
+    """``collected`` plus the ``published`` rows of runs it has no row of: results committed by
+    an earlier session (whose run folders are gone) survive a later ``collect``; a run collected
+    again replaces all its published rows."""
+    fresh = {run_key(r) for r in collected}
+    return [r for r in published if run_key(r) not in fresh] + list(collected)
+
+
+def read_csv(path) -> list[dict]:
+    """The rows of a results CSV as written by :func:`write_csv` (cells as strings)."""
+    with Path(path).open(newline="") as f:
+        return list(csv.DictReader(f))
