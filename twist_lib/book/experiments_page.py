@@ -13,14 +13,12 @@ Table 1's control, group VI and Table 5's "both" and Table 6 group V are Table 1
 """
 from __future__ import annotations
 
-import csv
 import math
-from pathlib import Path
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..result_tables import VALUES, summarise
+from ..result_tables import VALUES, read_csv, summarise
 from ..runs import PAPER_TABLE7_AP50
 
 #: Paper Table 4 (ScanNet v2 val, 5 %): group -> (mAP, AP50, AP25).
@@ -65,14 +63,12 @@ CLAIMS = [
 def read_results(path) -> list[dict]:
     """The rows of a collected results CSV (``python -m twist_lib experiments collect``) with
     numbers parsed (empty cells None)."""
-    rows = []
-    with Path(path).open(newline="") as f:
-        for row in csv.DictReader(f):
-            for key in ("seed", "round"):
-                row[key] = int(row[key])
-            for key in VALUES:
-                row[key] = float(row[key]) if row.get(key) not in (None, "") else None
-            rows.append(row)
+    rows = read_csv(path)
+    for row in rows:
+        for key in ("seed", "round"):
+            row[key] = int(row[key])
+        for key in VALUES:
+            row[key] = float(row[key]) if row.get(key) not in (None, "") else None
     return rows
 
 
