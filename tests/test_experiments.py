@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import os
 import shutil
 import signal
@@ -63,6 +64,9 @@ def ok_params(data_root, **kw):
     (twist(init="nowhere"), "init_from 'nowhere' must name a train row"),
     (twist(init="t1/twist"), "init_from 't1/twist' must name a train row"),
     (twist(init="sup_only", seeds=[0, 7]), "with ratio 50 and seed 7"),
+    (train("bad", extends="twist"), "extends is for kind: twist"),
+    (twist("longer", extends="sup_only"), "extends 'sup_only' must name a twist row"),
+    (twist("longer", extends="nowhere"), "extends 'nowhere' must name a twist row"),
 ])
 def test_spec_errors_name_the_file_and_the_entry(tmp_path, entry, message):
     path = write_spec(tmp_path, [train(), entry])
@@ -90,6 +94,22 @@ def test_duplicate_run_folders_and_bad_files_are_errors(tmp_path):
     (tmp_path / "top.yaml").write_text("runs: []\nseeds: [0]\n")
     with pytest.raises(ex.SpecError, match="top.yaml: unknown key 'seeds'"):
         ex.load_spec(tmp_path / "top.yaml")
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"rounds": 3, "psi_lr": 0.5}, "the same params but rounds (not psi_lr)"),
+    ({"rounds": 1}, "at most its 1 rounds"),
+])
+def test_extends_needs_the_same_run_with_fewer_rounds(tmp_path, params, message):
+    base = twist(params={"rounds": 2})
+    path = write_spec(tmp_path, [train(), base, twist("longer", extends="twist", params=params)])
+    with pytest.raises(ex.SpecError, match=r"runs\[2\] \(t1/longer\): extends 'twist' needs a "
+                                           r"twist run with " + re.escape(message)):
+        ex.load_spec(path)
+    other = write_spec(tmp_path, [train(), train("other"), base, twist(
+        "longer", init="other", extends="twist", params={"rounds": 3})], name="other.yaml")
+    with pytest.raises(ex.SpecError, match="with the same init_from"):
+        ex.load_spec(other)
 
 
 def test_run_folders_overrides_and_dependency_order(tmp_path):
@@ -123,6 +143,14 @@ def test_run_folders_overrides_and_dependency_order(tmp_path):
     assert [r.name for r in ex.plan(spec, ["t4"])] == order[:4]
     with pytest.raises(ex.SpecError, match="no table t9"):
         ex.plan(spec, ["t9"])
+    # a run that extends another (table t7, listed first) comes after it and its round 0
+    path = write_spec(tmp_path, [
+        twist("five", extends="t1/twist", init="t1/sup_only", params={"rounds": 5}, table="t7"),
+        train(), twist()], name="t7.yaml")
+    spec = ex.load_spec(path)
+    assert [r.name for r in ex.plan(spec, ["t7"])] == [
+        "t1/sup_only/50pct_seed0", "t1/twist/50pct_seed0", "t7/five/50pct_seed0"]
+    assert spec.runs[0].needs == [spec.runs[1], spec.runs[2]]
 
 
 def test_the_repository_specs_load():
@@ -324,6 +352,33 @@ def test_a_partial_twist_run_resumes_and_keeps_its_finished_rounds(done, data_ro
     assert "1 of 2 run(s) to do" in lines[0] and "resuming: rounds 0-0 of 0-1 done" in lines[1]
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert [r["round"] for r in ex.collect(copy, tmp_path)[1:]] == [0, 1]
+
+
+def test_a_run_that_extends_another_copies_its_rounds_and_trains_only_the_new_ones(
+        done, data_root, tmp_path):
+    # the reference: the same 2-round TWIST run trained from its round 0 in one go
+    shutil.copytree(done[0].out, tmp_path / "runs")
+    spec = ex.load_spec(write_spec(tmp_path, [train(), twist(), twist(
+        "longer", extends="twist", params={"rounds": 2}), twist("fresh", params={"rounds": 2})],
+        ok_params(data_root)))
+    base, run, fresh = (Path(r.folder) for r in spec.runs[1:])
+    kept = {p: p.stat().st_mtime_ns for p in base.rglob("*") if p.is_file()}
+    lines: list[str] = []
+    result = ex.run_spec(spec, jobs=1, root=tmp_path, echo=lines.append)
+    assert result["done"] == ["t1/longer/50pct_seed0", "t1/fresh/50pct_seed0"], lines
+    assert "(twist; from a copy of rounds 0-1 of 50pct_seed0)" in lines[1]
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # the extended run is untouched
+    for k in (0, 1):  # copied, not trained again: the original's files, times and all
+        for f in (base / f"round_{k}").rglob("*"):
+            if f.is_file():
+                copy = run / f.relative_to(base)
+                assert copy.read_bytes() == f.read_bytes(), f
+                assert copy.stat().st_mtime_ns == f.stat().st_mtime_ns, f
+    ours, theirs = ex.collect(spec, tmp_path)[-6:-3], ex.collect(spec, tmp_path)[-3:]
+    assert [r["round"] for r in ours] == [0, 1, 2]
+    for a, b in zip(ours, theirs):  # the same numbers as the run trained in one go
+        for column in ("AP", "AP50", "mIoU", "sem_acc", "offset_error", "steps"):
+            assert a[column] == b[column], (a["round"], column)
 
 
 def test_failures_are_recorded_and_the_batch_goes_on(tmp_path):

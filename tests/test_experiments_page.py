@@ -82,3 +82,22 @@ def test_quality_figure_is_fig_4a_per_round():
     assert list(accuracy.x) == [1, 2] and list(accuracy.y) == pytest.approx([91.0, 95.0])
     assert list(error.y) == pytest.approx([7.0, 5.0])
     assert list(accuracy.error_y.array) == pytest.approx([1.41421, 1.41421], rel=1e-4)
+
+
+def test_rounds_table_and_figure_are_table_7_per_round():
+    rows = [row("table7", "twist", 5, seed, rnd, ap50) for seed, values in
+            ((0, (0.60, 0.66, 0.70)), (1, (0.62, 0.64, 0.72))) for rnd, ap50 in enumerate(values)]
+    rows += [row("table7", "control", 5, 0, rnd, ap50) for rnd, ap50 in enumerate((0.60, 0.61))]
+    rows += [row("table1", "twist", 5, 0, 0, 0.1), row("table7", "sup_only", 5, 0, 0, 0.5, "train")]
+    text = ep.table7_markdown(rows, "table7").splitlines()
+    assert text[0] == "| row | labels | round 0 | round 1 | round 2 |"
+    assert text[2] == "| control | 5 % | 60.0 | 61.0 | – |"                  # one seed: no spread
+    assert text[3] == "| twist | 5 % | 61.0 ± 1.4 | 65.0 ± 1.4 | 71.0 ± 1.4 |"
+    assert text[4] == "| paper's TWIST (ScanNet) | 5 % | 32.0 | 38.7 | 42.3 |"
+    fig = ep.table7_figure(rows, "table7")
+    assert [t.name for t in fig.data] == ["control, 5 %", "twist, 5 %"]
+    assert list(fig.data[1].x) == [0, 1, 2] and list(fig.data[1].y) == pytest.approx([61, 65, 71])
+    summary = ep.summary_of(rows)
+    (claim,) = ep.judge_claims(summary, tables=("table7",))
+    assert claim["ratio"] == "5" and claim["verdict"] == "one seed: not judged"
+    assert claim["here"] == pytest.approx(71.0 - 61.0)  # last rounds: twist round 2, control 1

@@ -1,29 +1,20 @@
 """Batch runs of the paper's experiments that survive stops, collected into one CSV.
 
-A *spec file* lists the runs of paper Tables 1 and 4-7 and Fig. 4b (``experiments/*.yaml``)::
-
-    profile: cpu                 # every entry's (an entry may set its own)
-    out: runs/experiments        # run folders: <out>/<table>/<row>/<ratio>pct_seed<seed>/
-    params: {}                   # config overrides of every run (an entry's add to these)
-    runs:
-      - {table: table1, row: sup_only, kind: train, ratios: [1, 5], seeds: [0, 1]}
-      - {table: table1, row: twist, kind: twist, ratios: [1, 5], seeds: [0, 1], init_from: sup_only}
-
-``kind: train`` runs ``python -m twist_lib train`` (Sup-only), ``twist`` ``python -m twist_lib
-twist``; ``init_from: [TABLE/]ROW`` starts round 0 from that train row's run of the same ratio
-and seed (``init_checkpoint``), which runs first. Relative paths (``out``, ``data_root``) start
-from ``root``, by default the repository root. Command line: :func:`main`.
+The runs come from a spec file (its format and checks: :mod:`twist_lib.experiment_spec`);
+:func:`run_spec` starts the missing ones, a few at a time, each after the runs it needs, as
+``python -m twist_lib train|twist --resume-if-exists`` jobs that hold their folder's
+``job.lock``; killed runs resume, finished ones never start again. :func:`collect` turns the
+run folders into the rows of one CSV (:mod:`twist_lib.result_tables`). Command line: :func:`main`.
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import csv
-import dataclasses
-import difflib
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -32,169 +23,15 @@ from pathlib import Path
 import yaml
 
 from .atomic import atomic_json
-from .config import Config, parse_overrides
+from .config import parse_overrides
+from .experiment_spec import (NEUTRAL, Run, Spec, SpecError, load_spec, plan, resolve_root,
+                              with_settings)
 from .result_tables import SUMMARY_COLUMNS, VALUES, merge_rows, read_csv, summarise, write_csv
-from .paths import repo_root
 
-TOP_KEYS = ("profile", "out", "params", "runs")
-ENTRY_KEYS = ("table", "row", "kind", "ratios", "seeds", "params", "profile", "init_from")
-RESERVED = ("run_dir", "label_ratio", "seed", "init_checkpoint", "profile")  # set per run
-RUNNER_PARAMS = {"cpu_threads": 1, "progress": False}  # every run's defaults; params win
-NEUTRAL = ("num_workers", "cpu_threads", "progress", "device", "log_every", "ckpt_every")  # --set
+__all__ = ["SpecError", "Run", "Spec", "load_spec", "plan", "with_settings", "finished",
+           "describe", "status", "run_spec", "collect", "main"]
+
 SOURCE = {"mIoU": "miou"}  # a column's name in metrics.json and rounds.csv, where it differs
-
-
-class SpecError(ValueError):
-    """A bad spec file or argument; the message names the file and the entry."""
-
-
-@dataclasses.dataclass(eq=False)
-class Run:
-    """One run of a spec, in ``<out>/<table>/<row>/<ratio>pct_seed<seed>``."""
-    table: str
-    row: str
-    kind: str
-    ratio: str
-    seed: int
-    folder: str
-    profile: str
-    params: dict
-    where: str  # its spec entry, for error messages
-    init_ref: str  # init_from as written: "[TABLE/]ROW" or ""
-    init_from: Run | None = None
-    cfg: Config | None = None
-    name = property(lambda self: f"{self.table}/{self.row}/{self.ratio}pct_seed{self.seed}")
-
-    def path(self, root) -> Path:
-        return Path(root) / self.folder
-
-    def overrides(self) -> dict:
-        init = {"init_checkpoint": self.init_from.folder} if self.init_from else {}
-        return {**RUNNER_PARAMS, **self.params, "run_dir": self.folder, "label_ratio": self.ratio,
-                "seed": self.seed, **init}
-
-    def configure(self) -> None:
-        """``self.cfg`` from the profile and :meth:`overrides`; SpecError naming the entry."""
-        try:
-            self.cfg = Config.from_sources(self.profile, None, self.overrides()).validate()
-        except (KeyError, TypeError, ValueError) as e:
-            raise SpecError(f"{self.where}: {e.args[0] if e.args else e}") from None
-
-    def command(self) -> list[str]:
-        """The job's command line; values as JSON, which ``key=value`` reads as YAML."""
-        values = [f"{k}={json.dumps(v)}" for k, v in self.overrides().items()]
-        return [sys.executable, "-m", "twist_lib", self.kind, "--profile", self.profile,
-                "--resume-if-exists", *values]
-
-
-Spec = collections.namedtuple("Spec", "path out runs")  # runs: every Run, in spec order
-
-
-def resolve_root(root=None) -> Path:
-    """``root``, else the repository root (the folder with ``_toc.yml``, here or above)."""
-    return Path(root) if root else repo_root()
-
-
-def load_spec(path, out=None) -> Spec:
-    """Read and check a spec file (``out`` replaces its ``out``); SpecError naming the entry."""
-    path = Path(path)
-    with path.open() if path.is_file() else open(os.devnull) as f:
-        data = yaml.safe_load(f)  # a YAML error names the file
-    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
-        raise SpecError(f"{path}: not a spec file (a mapping with a list 'runs:'; "
-                        "see twist_lib.experiments)")
-    _check(data, TOP_KEYS, str(path), "key", "allowed: " + ", ".join(TOP_KEYS))
-    top = dict(profile=str(data.get("profile", "cpu")),
-               params=_params(data.get("params"), f"{path}: params"))
-    out, runs = str(out or data.get("out") or "runs/experiments"), {}
-    for i, entry in enumerate(data["runs"]):
-        label = f" ({entry.get('table')}/{entry.get('row')})" if isinstance(entry, dict) else ""
-        for run in _expand(entry, f"{path}: runs[{i}]{label}", top, out):
-            if run.name in runs:
-                raise SpecError(f"{run.where}: run folder {run.folder} is also that of "
-                                f"{runs[run.name].where}")
-            runs[run.name] = run
-    _link(runs)
-    return Spec(path, out, list(runs.values()))
-
-
-def _check(keys, allowed, where: str, what: str, known: str) -> None:
-    for key in (k for k in keys if k not in allowed):
-        close = difflib.get_close_matches(str(key), allowed, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise SpecError(f"{where}: unknown {what} '{key}'{hint}; {known}")
-
-
-def _params(params, where: str) -> dict:
-    """``params`` whose keys are config keys (``Config.keys()``), none of them set per run."""
-    if not isinstance(params or {}, dict) or set(params or {}) & set(RESERVED):
-        raise SpecError(f"{where}: a mapping of config keys but {', '.join(RESERVED)} (set per "
-                        "run by ratios, seeds, init_from, out and profile)")
-    _check(params or {}, Config.keys(), where, "config key", "see python -m twist_lib config")
-    return dict(params or {})
-
-
-def _expand(entry, where: str, top: dict, out: str) -> list[Run]:
-    """The runs of one entry, one per (ratio, seed), ratios outermost."""
-    if not isinstance(entry, dict):
-        raise SpecError(f"{where}: an entry is a mapping (table, row, kind, ratios, seeds, ...)")
-    _check(entry, ENTRY_KEYS, where, "key", "allowed: " + ", ".join(ENTRY_KEYS))
-    table, row, kind = str(entry.get("table", "")), str(entry.get("row", "")), entry.get("kind")
-    ratios, seeds = entry.get("ratios"), entry.get("seeds")
-    if not isinstance(ratios, list) or not {type(r) for r in ratios} <= {int, float}:
-        ratios = []
-    for bad, message in (
-            (not table or not row or "/" in table + row, "table and row are names without '/'"),
-            (kind not in ("train", "twist"), f"kind must be train or twist, not {kind!r}"),
-            (kind == "train" and "init_from" in entry, "init_from is for kind: twist"),
-            (not ratios or not all(0 < r <= 100 for r in ratios),
-             "ratios must be a non-empty list of percentages in (0, 100]"),
-            (not isinstance(seeds, list) or not seeds or not all(
-                type(s) is int and s >= 0 for s in seeds), "seeds must be integers >= 0")):
-        if bad:
-            raise SpecError(f"{where}: {message}")
-    params = {**top["params"], **_params(entry.get("params"), f"{where}: params")}
-    common = dict(table=table, row=row, kind=kind, where=where, params=params,
-                  init_ref=str(entry.get("init_from", "")),
-                  profile=str(entry.get("profile", top["profile"])))
-    return [Run(ratio=f"{r:g}", seed=s, folder=f"{out}/{table}/{row}/{r:g}pct_seed{s}", **common)
-            for r in map(float, ratios) for s in seeds]
-
-
-def _link(runs: dict[str, Run]) -> None:
-    """Resolve every ``init_from`` (a train row), then each run's Config (types and ranges)."""
-    for run in runs.values():
-        table, _, row = run.init_ref.rpartition("/")
-        run.init_from = runs.get(f"{table or run.table}/{row}/{run.ratio}pct_seed{run.seed}")
-        if run.init_ref and getattr(run.init_from, "kind", "") != "train":
-            raise SpecError(f"{run.where}: init_from '{run.init_ref}' must name a train row of "
-                            f"the spec with ratio {run.ratio} and seed {run.seed}")
-        run.configure()
-
-
-def with_settings(spec: Spec, settings: dict) -> Spec:
-    """``spec`` with ``settings`` added to every run's params: only keys that change how a run
-    executes, never what it computes (:data:`NEUTRAL`: e.g. ``num_workers=2`` on a GPU box)."""
-    bad = sorted(set(settings) - set(NEUTRAL))
-    if bad:
-        raise SpecError(f"--set {', '.join(bad)}: only {', '.join(NEUTRAL)} may be set for a "
-                        "batch (the others change results: put them in the spec)")
-    for run in spec.runs:
-        run.params = {**run.params, **settings}
-        run.configure()
-    return spec
-
-
-def plan(spec: Spec, only=None) -> list[Run]:
-    """The runs that make the tables ``only`` (default all): their own and their ``init_from``
-    runs (other tables' too), dependencies first, else in spec order. Unknown tables: SpecError."""
-    tables = list(dict.fromkeys(r.table for r in spec.runs))
-    if set(only or ()) - set(tables):
-        raise SpecError(f"{spec.path}: no table {' '.join(set(only) - set(tables))} in {tables}")
-    order: dict[str, Run] = {}
-    for run in (r for r in spec.runs if not only or r.table in only):
-        order.update({r.name: r for r in (run.init_from, run) if r and r.name not in order})
-    return list(order.values())
 
 
 def finished(run: Run, root) -> bool:
@@ -262,6 +99,8 @@ def _start(run: Run, root: Path, echo):
     if fd is None:
         return None
     how, cmd = f"resuming: {detail}" if detail else "fresh", run.command()
+    if run.extends and not detail:
+        how = _copy_rounds(run.extends.path(root), folder)
     paths = [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
@@ -273,6 +112,21 @@ def _start(run: Run, root: Path, echo):
     os.close(fd)  # the job holds the lock until it exits
     _say(echo, "start", f"{run.name} ({run.kind}; {how})")
     return proc, time.time()
+
+
+def _copy_rounds(source: Path, folder: Path) -> str:
+    """Copy the finished rounds of the run folder ``source`` (``round_<k>`` with metrics.json)
+    into ``folder``, each through a temporary name (a stop never leaves half a round); the job
+    then resumes after them (``extends``). Returns what it did, for the job's log."""
+    done = sorted(int(d.name[6:]) for d in source.glob("round_*")
+                  if d.name[6:].isdigit() and (d / "metrics.json").is_file())
+    for k in done:
+        target, temp = folder / f"round_{k}", folder / f"round_{k}.copying"
+        if not target.exists():
+            shutil.rmtree(temp, ignore_errors=True)
+            shutil.copytree(source / f"round_{k}", temp)
+            os.replace(temp, target)
+    return f"from a copy of rounds 0-{done[-1]} of {source.name}" if done else "fresh"
 
 
 def _finish(run: Run, rc: int, started: float, root: Path, result: dict, echo) -> None:
@@ -288,7 +142,8 @@ def _finish(run: Run, rc: int, started: float, root: Path, result: dict, echo) -
 
 
 def run_spec(spec: Spec, jobs: int = 1, only=None, root=None, echo=print) -> dict:
-    """Run what the tables ``only`` (default all) miss, ``jobs`` at a time, ``init_from`` first:
+    """Run what the tables ``only`` (default all) miss, ``jobs`` at a time, each after the runs it
+    needs (``init_from``, ``extends``):
     partial runs resume, finished ones never start. Returns ``{"done", "failed", "skipped"}``
     run names. Parallel jobs that find their dataset missing all make it: ``data`` it first."""
     root, everything, jobs = resolve_root(root), plan(spec, only), max(1, jobs)
@@ -297,9 +152,11 @@ def run_spec(spec: Spec, jobs: int = 1, only=None, root=None, echo=print) -> dic
     _say(echo, "plan", f"{len(todo)} of {len(everything)} run(s) to do, {jobs} at a time")
     while todo or running:
         for run in list(todo):
-            dep = run.init_from  # its round 0: wait for it here, or skip if it is not coming
-            ready = dep is None or dep.name not in running and finished(dep, root)
-            if len(running) >= jobs or not ready and (dep.name in running or dep in todo):
+            # round 0 from init_from, the first rounds from extends: wait for them here, or skip
+            # the run if one of them is not coming
+            ready = all(d.name not in running and finished(d, root) for d in run.needs)
+            coming = any(d.name in running or d in todo for d in run.needs)
+            if len(running) >= jobs or not ready and coming:
                 continue
             todo.remove(run)
             job = _start(run, root, echo) if ready else None
@@ -307,7 +164,9 @@ def run_spec(spec: Spec, jobs: int = 1, only=None, root=None, echo=print) -> dic
                 running[run.name] = (run, *job)
             else:
                 result["skipped"].append(run.name)
-                why = f"needs {dep.name}, not finished" if not ready else "another job runs it"
+                missing = [d.name for d in run.needs if not finished(d, root)]
+                why = f"needs {', '.join(missing)}, not finished" if not ready else (
+                    "another job runs it")
                 _say(echo, "skip", f"{run.name}: {why}")
         for name, (run, proc, started) in list(running.items()):
             if proc.poll() is not None:

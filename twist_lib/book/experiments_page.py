@@ -43,6 +43,8 @@ CLAIMS = [
     ("TWIST beats Sup-only", "table1", "twist", "sup_only", None, "table7"),
     ("TWIST beats the same-schedule control (the pseudo labels, not the extra steps)",
      "table1", "twist", "control", None, None),
+    ("TWIST beats the same-schedule control after 5 rounds (Table 7)", "table7", "twist",
+     "control", None, None),
     ("pseudo labels help (Table 4, IV over I)", "table4", "IV", "I", "5", 36.8 - 32.0),
     ("module C beats point-wise thresholding (Table 4, V over IV)", "table4", "V", "IV", "5",
      41.2 - 36.8),
@@ -219,4 +221,54 @@ def quality_figure(rows: list[dict], table: str = "table1", row: str = "twist") 
                 showlegend=col == 1), row=1, col=col)
     fig.update_xaxes(title_text="round", dtick=1)
     fig.update_layout(height=360, margin=dict(t=40, l=40, r=10, b=40))
+    return fig
+
+
+def table7_markdown(rows: list[dict], table: str, metric: str = "AP50") -> str:
+    """Table 7's shape: a line per twist row and ratio of ``table`` with ``metric`` after each
+    round, mean ± std over seeds in %, and the paper's TWIST rounds (ScanNet v2) under the
+    twist row."""
+    per_round = summarise([r for r in rows if r["table"] == table and r["kind"] == "twist"])
+    lines_of = {}
+    for s in per_round:
+        lines_of.setdefault((float(s["label_ratio"]), s["row"]), {})[s["round"]] = s
+    last = max((k for cells in lines_of.values() for k in cells), default=0)
+    lines = ["| row | labels | " + " | ".join(f"round {k}" for k in range(last + 1)) + " |",
+             "|---|---|" + "---|" * (last + 1)]
+    for (ratio, row), cells in sorted(lines_of.items()):
+        def cell(k):
+            s = cells.get(k)
+            mean = None if s is None else s[f"{metric}_mean"]
+            if mean is None:
+                return "–"
+            std = s[f"{metric}_std"]
+            return f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
+        label = cells[min(cells)]["label_ratio"]
+        lines.append(f"| {row} | {label} % | " + " | ".join(cell(k) for k in range(last + 1))
+                     + " |")
+        paper = PAPER_TABLE7_AP50.get(str(label)) if row == "twist" and metric == "AP50" else None
+        if paper:
+            values = [f"{v:.1f}" for v in paper[:last + 1]]
+            values += ["–"] * (last + 1 - len(values))
+            lines.append(f"| paper's TWIST (ScanNet) | {label} % | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def table7_figure(rows: list[dict], table: str, metric: str = "AP50") -> go.Figure:
+    """``metric`` after each round of every row of ``table`` (TWIST, the control), mean +- std
+    over seeds, one line per row and label ratio: where the rounds stop paying."""
+    per_round = summarise([r for r in rows if r["table"] == table and r["kind"] == "twist"])
+    fig = go.Figure()
+    for ratio, row in sorted({(s["label_ratio"], s["row"]) for s in per_round},
+                             key=lambda p: (float(p[0]), p[1])):
+        points = sorted((s for s in per_round if (s["label_ratio"], s["row"]) == (ratio, row)),
+                        key=lambda s: s["round"])
+        fig.add_trace(go.Scatter(
+            x=[s["round"] for s in points], y=[100 * s[f"{metric}_mean"] for s in points],
+            error_y=dict(array=[100 * (s[f"{metric}_std"] or 0.0) for s in points]),
+            mode="lines+markers", name=f"{row}, {ratio} %",
+            line=dict(dash="dot" if row == "control" else "solid")))
+    fig.update_xaxes(title_text="round (0 = Sup-only)", dtick=1)
+    fig.update_yaxes(title_text=f"{metric} (%)")
+    fig.update_layout(height=380, margin=dict(t=30, l=40, r=10, b=40))
     return fig
