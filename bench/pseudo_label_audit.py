@@ -7,6 +7,8 @@ Reads ``RUN/round_<t>/pseudo/`` (the labels training used) and re-runs Phi_{t-1}
 compares both with the ground truth, which only this diagnostic reads. It prints
 
 * per class: how many points got that pseudo class and how many of them are right;
+* the pseudo classes' accuracy beside Phi's own argmax on the same points, and on every
+  annotated point (what modules A-C add to Phi's prediction, and what they leave out);
 * the pseudo offsets' error (eq. 8) beside Phi's own offsets' error on the same points;
 * per kept proposal, grouped by its true IoU and by its centre spread (the mean distance of its
   votes ``p + o_hat`` from their mean, eq. 7): points, pseudo and own offset error;
@@ -74,6 +76,7 @@ def main():
     k, bg = meta["num_classes"], background_classes(meta)
     conf = np.zeros((k, k), np.int64)                      # pseudo class x true class
     pseudo_err, own_err, rows, bg_counts = [], [], [], np.zeros(2, np.int64)
+    sem = np.zeros(5, np.int64)  # labelled points: count, pseudo right, own right; all: count, own right
     pick = np.random.default_rng(a.seed).choice(len(ds), min(a.scenes, len(ds)), replace=False)
     with torch.no_grad():
         for i in pick:
@@ -83,6 +86,10 @@ def main():
             lab = read_pseudo_labels(pseudo_label_path(pdir, ds.names[i]), len(gt["xyz"]))
             m = (lab["semantic"] >= 0) & (gt["semantic"] >= 0)
             np.add.at(conf, (lab["semantic"][m], gt["semantic"][m]), 1)
+            argmax, annotated = prob.argmax(1), gt["semantic"] >= 0
+            sem += [m.sum(), (lab["semantic"][m] == gt["semantic"][m]).sum(),
+                    (argmax[m] == gt["semantic"][m]).sum(), annotated.sum(),
+                    (argmax[annotated] == gt["semantic"][annotated]).sum()]
             v = lab["offset_valid"] & (gt["instance"] >= 0)
             pseudo_err.append(np.linalg.norm(lab["offset"][v] - gt["offset"][v], axis=1))
             own_err.append(np.linalg.norm(own[v] - gt["offset"][v], axis=1))
@@ -95,6 +102,9 @@ def main():
     for c in range(k):
         if conf[c].sum():
             print(f"{names[c][:12]:12s} {conf[c].sum():9d}  {conf[c, c] / conf[c].sum():.3f}")
+    print(f"semantic accuracy on the {sem[0]} pseudo-labelled points ({sem[0] / sem[3]:.1%} of the "
+          f"annotated): pseudo {sem[1] / sem[0]:.4f}, Phi's argmax {sem[2] / sem[0]:.4f}; "
+          f"Phi's argmax on all annotated points {sem[4] / sem[3]:.4f}")
     for name, e in (("pseudo (eq. 8)", np.concatenate(pseudo_err)),
                     ("Phi's own", np.concatenate(own_err))):
         if e.size:
