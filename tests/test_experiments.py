@@ -174,6 +174,14 @@ def test_the_repository_specs_load():
         "pointwise", False, "proposal", False)
     assert rows[("table4", "II")][0].init_from.name == "table1/sup_only/5pct_seed0"
     assert rows[("fig4b", "without_B")][0].init_from.cfg.label_noise == 0.1
+    # the cpu benchmark's specs share their Sup-only runs; Table 7 extends Table 1's runs
+    cpu = {r.name: r for r in ex.load_spec(ROOT / "experiments" / "cpu_table1.yaml").runs}
+    ablations = ex.load_spec(ROOT / "experiments" / "cpu_ablations.yaml").runs
+    assert {r.init_from.folder for r in ablations if r.kind == "twist"} == {
+        cpu[f"table1/sup_only/1pct_seed{s}"].folder for s in (0, 1)}
+    seven = [r for r in cpu.values() if r.table == "table7"]
+    assert len(seven) == 8 and all(r.cfg.rounds == 5 and r.extends.cfg.rounds == 3
+                                   and r.extends.row == r.row for r in seven)
     smoke = ex.load_spec(ROOT / "experiments" / "smoke.yaml")
     assert {r.cfg.profile for r in smoke.runs} == {"smoke"}
     assert {r.row for r in smoke.runs} == {"sup_only", "control", "twist"}
