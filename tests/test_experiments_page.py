@@ -101,3 +101,23 @@ def test_rounds_table_and_figure_are_table_7_per_round():
     (claim,) = ep.judge_claims(summary, tables=("table7",))
     assert claim["ratio"] == "5" and claim["verdict"] == "one seed: not judged"
     assert claim["here"] == pytest.approx(71.0 - 61.0)  # last rounds: twist round 2, control 1
+
+
+def test_ablations_at_another_ratio_borrow_table_1_there_and_quote_the_paper_at_its_own():
+    rows = [row("table1", name, ratio, seed, 3, ap50 + 0.01 * seed)
+            for name, ratio, ap50 in (("control", 1, 0.60), ("twist", 1, 0.70),
+                                      ("control", 5, 0.80), ("twist", 5, 0.81))
+            for seed in (0, 1)]
+    rows += [row("table4", "IV", 1, seed, 3, 0.66 + 0.01 * seed) for seed in (0, 1)]
+    summary = ep.summary_of(rows)
+    assert ep.stats(summary, "table4", "I", 1)[0] == pytest.approx(0.605)   # table1 control, 1 %
+    assert ep.stats(summary, "table4", "VI", 1)[0] == pytest.approx(0.705)
+    assert ep.stats(summary, "table4", "VI", 5) is None                     # not borrowed at 5 %
+    assert ep.stats(summary, "table5", "both", 5)[0] == pytest.approx(0.815)  # no own rows: 5 %
+    claims = {(c["claim"][:14], c["ratio"]): c for c in ep.judge_claims(summary, tables=("table4",))}
+    assert set(claims) == {("pseudo labels ", "1"), ("module C beats", "1"), ("module B helps", "1")}
+    helps = claims[("pseudo labels ", "1")]
+    assert helps["here"] == pytest.approx(6.0) and helps["verdict"] == "holds"  # 6.0 > 2 x 0.71
+    assert helps["paper"] == "+4.8 at 5 %"
+    assert "| pseudo labels help (Table 4, IV over I) | 1 % | +4.8 at 5 % | +6.0 |" in (
+        ep.claims_markdown(list(claims.values())))
