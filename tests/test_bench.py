@@ -43,3 +43,39 @@ def test_same_partition_detects_a_difference():
     assert same_partition(a, np.array([5, 5, 2, 2, -1]))
     assert not same_partition(a, np.array([5, 5, 5, 2, -1]))
     assert not same_partition(a, np.array([5, 5, 2, 2, 3]))
+
+
+def _error_scene():
+    """Objects (class, points): A (2, 100) and B (2, 150) touching, C (3, 100), D (2, 100),
+    E (3, 100), F (3, 100). Predictions: A+B as one chair-class instance, C with class 2,
+    D in two pieces of 40 points, nothing on E, F exactly."""
+    from twist_lib.inference import ScenePrediction
+    sizes, classes = [100, 150, 100, 100, 100, 100], [2, 2, 3, 2, 3, 3]
+    instance = np.repeat(np.arange(6), sizes)
+    semantic = np.repeat(classes, sizes)
+    ids = np.full(len(instance), -1)
+    ids[instance <= 1] = 0
+    ids[instance == 2] = 1
+    d = np.flatnonzero(instance == 3)
+    ids[d[:40]], ids[d[40:80]] = 2, 3
+    ids[instance == 5] = 4
+    n = len(ids)
+    pred = ScenePrediction("s", np.zeros((n, 3)), np.zeros((n, 4)), np.zeros((n, 3)), ids,
+                           classes=np.array([2, 2, 2, 2, 3]), scores=np.full(5, 0.9))
+    return pred, {"name": "s", "instance": instance, "semantic": semantic}
+
+
+def test_instance_errors_bins_and_oracles_by_hand():
+    import instance_errors as ie
+    from twist_lib.evaluation import ClassSpec
+    spec = ClassSpec(("wall", "floor", "chair", "table"), (1, 2, 3, 4), (2, 3))
+    pred, scene = _error_scene()
+    # A: best IoU 100/250 = 0.4 but the instance covers all of it -> merged; B: 150/250 = 0.6
+    # hit; C: IoU 1 with class 2 -> class; D: pieces of 40 + 40 -> split; E missed; F hit
+    assert ie.error_bins(pred, scene, spec, min_size=50) == {
+        "hit": 2, "class": 1, "merged": 1, "split": 1, "missed": 1}
+    assert ie.error_bins(pred, scene, spec, min_size=120)["hit"] == 1   # only B is big enough
+    fixed = ie.oracle(pred, scene, true_class=True, true_score=False)
+    np.testing.assert_array_equal(fixed.classes, [2, 3, 2, 2, 3])      # majority true class
+    scored = ie.oracle(pred, scene, true_class=False, true_score=True)
+    np.testing.assert_allclose(scored.scores, [0.6, 0.0, 0.4, 0.4, 1.0])  # best same-class IoU

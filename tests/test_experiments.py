@@ -179,6 +179,10 @@ def test_the_repository_specs_load():
     ablations = ex.load_spec(ROOT / "experiments" / "cpu_ablations.yaml").runs
     assert {r.init_from.folder for r in ablations if r.kind == "twist"} == {
         cpu[f"table1/sup_only/1pct_seed{s}"].folder for s in (0, 1)}
+    method = ex.load_spec(ROOT / "experiments" / "cpu_method.yaml").runs
+    assert {r.init_from.folder for r in method if r.kind == "twist"} == {
+        cpu[f"table1/sup_only/{q}pct_seed{s}"].folder for s in (0, 1) for q in (1, 5)}
+    assert {r.cfg.pseudo_offset_split for r in method if r.kind == "twist"} == {4}
     seven = [r for r in cpu.values() if r.table == "table7"]
     assert len(seven) == 8 and all(r.cfg.rounds == 5 and r.extends.cfg.rounds == 3
                                    and r.extends.row == r.row for r in seven)

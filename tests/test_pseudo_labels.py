@@ -395,6 +395,68 @@ def test_centre_spread_drops_a_merged_proposal_by_hand():
     np.testing.assert_array_equal(out["offset_valid"], [True] * 4)     # 1.0 is within 1.0
 
 
+def _two_clumps():
+    """Proposal 0: points on two touching objects (x in [0, 1) and [1, 2)) whose votes p + o_hat
+    go to the objects' own centres (0.5, 0, 0) and (1.5, 0, 0), give or take 1 cm: the merged
+    proposal's spread is ~0.5 m; proposal 1: three points voting for (5, 0, 0)."""
+    rng = np.random.default_rng(0)
+    xa = np.c_[rng.uniform(0, 1, 6), np.zeros(6), np.zeros(6)]
+    xb = np.c_[rng.uniform(1, 2, 4), np.zeros(4), np.zeros(4)]
+    xc = np.array([[4.0, 0, 0], [5, 0, 0], [6, 0, 0]])
+    xyz = np.concatenate([xa, xb, xc]).astype(np.float32)
+    votes = np.concatenate([np.tile([0.5, 0, 0], (6, 1)), np.tile([1.5, 0, 0], (4, 1)),
+                            np.tile([5.0, 0, 0], (3, 1))])
+    votes[:10, 1] = rng.uniform(-0.01, 0.01, 10)
+    return xyz, (votes - xyz).astype(np.float32), np.array([0] * 10 + [1] * 3)
+
+
+def test_a_merged_proposal_is_split_into_parts_with_their_own_centres():
+    xyz, off, ids = _two_clumps()
+    args = (xyz, off, ids, [4, 2], [0.9, 0.9])
+    plain = proposal_pseudo_labels(*args, max_spread=0.1)
+    np.testing.assert_array_equal(plain["offset_valid"], [False] * 10 + [True] * 3)
+    out = proposal_pseudo_labels(*args, max_spread=0.1, split_parts=3, min_points=2)
+    np.testing.assert_array_equal(out["offset_valid"], [True] * 13)
+    np.testing.assert_array_equal(out["semantic"], [4] * 10 + [2] * 3)     # eq. 6 unchanged
+    np.testing.assert_array_equal(out["instance"], [0] * 6 + [2] * 4 + [1] * 3)  # new id 2
+    # each part's centre is the mean of its own votes (eq. 7 on the part)
+    votes = xyz.astype(np.float64) + off
+    for part in (slice(0, 6), slice(6, 10)):
+        want = votes[part].mean(0) - xyz[part]
+        np.testing.assert_allclose(out["offset"][part], want, atol=1e-6)
+    np.testing.assert_allclose(out["offset"][10:], plain["offset"][10:])
+    # no cut: parts smaller than min_points, or a single part allowed (split_parts=0)
+    for kw in ({"split_parts": 3, "min_points": 5}, {"split_parts": 0}):
+        got = proposal_pseudo_labels(*args, max_spread=0.1, **kw)
+        np.testing.assert_array_equal(got["offset_valid"], plain["offset_valid"])
+        np.testing.assert_array_equal(got["instance"], plain["instance"])
+    # the labelling switch passes it through
+    got = make_pseudo_labels(xyz, None, *args[1:], instance_classes=INSTANCE_CLASSES,
+                             max_spread=0.1, split_parts=3, min_points=2)
+    np.testing.assert_array_equal(got["instance"], out["instance"])
+
+
+def test_split_by_votes_takes_the_fewest_parts_that_pass_or_none():
+    from twist_lib.pseudo_labels import split_by_votes
+    centres = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=torch.float64)
+    votes = centres.repeat_interleave(4, 0) + 0.001 * torch.arange(12.0)[:, None]
+    part = split_by_votes(votes, 0.05, 2, 4)
+    assert len(set(part.tolist())) == 3                                 # 2 parts fail, 3 pass
+    for q in range(3):                                                  # one clump per part
+        assert len(set(part[4 * q:4 * q + 4].tolist())) == 1
+    assert split_by_votes(votes, 0.05, 2, 2) is None                    # 3 clumps, 2 allowed
+    line = torch.stack([torch.linspace(0, 1, 40), torch.zeros(40), torch.zeros(40)], 1)
+    assert split_by_votes(line.double(), 0.01, 5, 4) is None            # never within 1 cm
+    # two 10 cm cubes of votes (spread ~5 cm each): 60 cm apart they are two objects; 15 cm
+    # apart (centres < 4 spreads apart) the clumps touch: one object with diffuse votes
+    g = torch.Generator().manual_seed(0)
+    for gap, parts in ((0.6, [0] * 30 + [1] * 30), (0.15, None)):
+        cubes = torch.rand(60, 3, generator=g, dtype=torch.float64) * 0.1
+        cubes[30:, 0] += gap
+        got = split_by_votes(cubes, 0.07, 5, 3)
+        assert (got if got is None else got.tolist()) == parts
+
+
 def test_background_labels_fill_only_unlabelled_background_points(scene):
     s, background = scene, (0, 1)
     got = call(s, background_classes=background, background_threshold=0.6)

@@ -131,6 +131,40 @@ def test_scrambled_unlabelled_ground_truth_changes_no_label_and_no_weight(data_r
     _assert_same(_state(tmp_path / "a"), _state(tmp_path / "b"))
 
 
+def _weights(run_dir: Path) -> dict:
+    return {k: v for k, v in _state(run_dir).items() if "/" not in k}
+
+
+def test_the_control_skips_pseudo_labelling_and_trains_the_same_weights(data_root, tmp_path,
+                                                                        monkeypatch, one_thread):
+    import twist_lib.self_training as st
+    control = dict(pseudo_semantic=False, pseudo_offset=False)
+    labelled = []
+    real = st.pseudo_label_split
+    monkeypatch.setattr(st, "pseudo_label_split", lambda *a, **k: labelled.append(1) or real(*a, **k))
+    run_twist(smoke_cfg(data_root, tmp_path / "skip", **control))
+    assert not labelled                                   # modules A-C never ran
+    for path in (tmp_path / "skip").glob("round_*/pseudo/*.npz"):
+        labels = read_pseudo_labels(path)
+        assert (labels["semantic"] == -100).all() and (labels["instance"] == -100).all()
+        assert not labels["offset_valid"].any()
+    # the old way: modules A-C label every round; a smoke Phi forms no proposal, so every
+    # point gets a random instance id instead (what no training step may read)
+    monkeypatch.setattr(st, "uses_pseudo_labels", lambda cfg: True)
+    real_batch, rng = st.label_batch, np.random.default_rng(0)
+
+    def with_instances(*a, **k):
+        for name, labels in real_batch(*a, **k):
+            n = len(labels["instance"])
+            yield name, {**labels, "instance": torch.as_tensor(rng.integers(0, 5, n))}
+    monkeypatch.setattr(st, "label_batch", with_instances)
+    run_twist(smoke_cfg(data_root, tmp_path / "full", **control))
+    assert labelled
+    assert any((read_pseudo_labels(p)["instance"] >= 0).any()
+               for p in (tmp_path / "full").glob("round_*/pseudo/*.npz"))
+    _assert_same(_weights(tmp_path / "skip"), _weights(tmp_path / "full"))
+
+
 def test_a_nan_loss_names_the_round_and_step_and_keeps_the_checkpoint(data_root, tmp_path,
                                                                       monkeypatch, one_thread):
     import twist_lib.self_training as st
