@@ -121,3 +121,17 @@ def test_ablations_at_another_ratio_borrow_table_1_there_and_quote_the_paper_at_
     assert helps["paper"] == "+4.8 at 5 %"
     assert "| pseudo labels help (Table 4, IV over I) | 1 % | +4.8 at 5 % | +6.0 |" in (
         ep.claims_markdown(list(claims.values())))
+
+
+def test_the_method_table_is_judged_against_table_1_at_its_own_ratio():
+    rows = [row("table1", name, ratio, seed, 3, ap50 + 0.01 * seed)
+            for name, ratio, ap50 in (("control", 1, 0.60), ("twist", 1, 0.70),
+                                      ("control", 5, 0.84), ("twist", 5, 0.84))
+            for seed in (0, 1)]
+    rows += [row("method", "split", 5, seed, 3, 0.87 + 0.01 * seed) for seed in (0, 1)]
+    summary = ep.summary_of(rows)
+    assert ep.stats(summary, "method", "twist", 5)[0] == pytest.approx(0.845)
+    assert ep.stats(summary, "method", "control", 1) is None      # no own rows at 1 %
+    claims = ep.judge_claims(summary, tables=("method",))
+    assert [(c["ratio"], round(c["here"], 1), c["verdict"]) for c in claims] == [
+        ("5", 3.0, "holds"), ("5", 3.0, "holds")]                 # 3.0 > 2 x 0.71
