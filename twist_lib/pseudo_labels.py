@@ -8,7 +8,8 @@ files, :mod:`twist_lib.data.pseudo_files`)::
     semantic      int64   (N,)    pseudo class S~, -100 (IGNORE_INDEX) = no pseudo class
     offset        float32 (N, 3)  pseudo offset O~, zeros where offset_valid is False
     offset_valid  bool    (N,)    points whose pseudo offset is supervised
-    instance      int64   (N,)    id of the kept proposal the point belongs to, -100 elsewhere
+    instance      int64   (N,)    id of the kept proposal (or of its part, ``split_parts``) the
+                                  point belongs to, -100 elsewhere
                                   (only to draw the pseudo instances; never used for training)
 
 Strategies
