@@ -182,7 +182,8 @@ def test_the_repository_specs_load():
     method = ex.load_spec(ROOT / "experiments" / "cpu_method.yaml").runs
     assert {r.init_from.folder for r in method if r.kind == "twist"} == {
         cpu[f"table1/sup_only/{q}pct_seed{s}"].folder for s in (0, 1) for q in (1, 5)}
-    assert {r.cfg.pseudo_offset_split for r in method if r.kind == "twist"} == {4}
+    assert {(r.row, r.cfg.pseudo_offset_split, r.cfg.pseudo_point_confidence)
+            for r in method if r.kind == "twist"} == {("split", 4, 0.0), ("confident", 0, 0.7)}
     seven = [r for r in cpu.values() if r.table == "table7"]
     assert len(seven) == 8 and all(r.cfg.rounds == 5 and r.extends.cfg.rounds == 3
                                    and r.extends.row == r.row for r in seven)

@@ -457,6 +457,29 @@ def test_split_by_votes_takes_the_fewest_parts_that_pass_or_none():
         assert (got if got is None else got.tolist()) == parts
 
 
+def test_point_confidence_drops_unsure_points_of_kept_proposals_only():
+    # proposal 0 (class 2): four points, Phi's p(class 2) = .9 .6 .4 .95; proposal 1 (class 3,
+    # score .3) is not kept; point 6 in no proposal is confident floor (class 1)
+    xyz = np.array([[0, 0, 0], [.1, 0, 0], [.2, 0, 0], [.3, 0, 0], [2, 0, 0], [2.1, 0, 0],
+                    [5, 0, 0]], np.float32)
+    probs = np.full((7, 4), 0.0, np.float32)
+    probs[:4, 2] = [.9, .6, .4, .95]
+    probs[:4, 1] = 1 - probs[:4, 2]
+    probs[4:6, 3], probs[6, 1] = 1.0, 0.97
+    ids = [0, 0, 0, 0, 1, 1, -1]
+    base = dict(instance_classes=INSTANCE_CLASSES, background_classes=(0, 1),
+                background_threshold=0.9)
+    args = (xyz, probs, np.zeros((7, 3), np.float32), ids, [2, 3], [0.8, 0.3])
+    plain = make_pseudo_labels(*args, **base)
+    np.testing.assert_array_equal(plain["semantic"], [2, 2, 2, 2, IG, IG, 1])
+    got = make_pseudo_labels(*args, **base, point_confidence=0.5)
+    np.testing.assert_array_equal(got["semantic"], [2, 2, IG, 2, IG, IG, 1])
+    got = make_pseudo_labels(*args, **base, point_confidence=0.9)     # strictly above
+    np.testing.assert_array_equal(got["semantic"], [IG, IG, IG, 2, IG, IG, 1])
+    for key in ("offset", "offset_valid", "instance"):                # offsets untouched
+        np.testing.assert_array_equal(got[key], plain[key])
+
+
 def test_background_labels_fill_only_unlabelled_background_points(scene):
     s, background = scene, (0, 1)
     got = call(s, background_classes=background, background_threshold=0.6)

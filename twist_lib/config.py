@@ -116,6 +116,9 @@ class Config:
     pseudo_offset_split: int = _f(0, "extension: a proposal failing pseudo_offset_spread is cut "
                                   "by k-means on its votes into at most this many parts that "
                                   "pass it, each with its own centre (eqs. 7-8); 0 = off")
+    pseudo_point_confidence: float = _f(0.0, "extension: a point of a kept proposal gets its "
+                                        "class (eq. 6) only where Phi's probability of it is "
+                                        "above this; 0 = off")
     pseudo_semantic: bool = _f(True, "train on pseudo semantics (Table 4)")
     pseudo_offset: bool = _f(True, "train on pseudo offsets (Table 4)")
     semantic_to_offset: bool = _f(True, "off = class-agnostic clustering in module A (Table 5)")
@@ -203,6 +206,7 @@ class Config:
             ("pointwise_threshold", 0 <= self.pointwise_threshold < 1, "in [0, 1)"),
             ("pseudo_background", 0 <= self.pseudo_background < 1, "in [0, 1) (0 = off)"),
             ("pseudo_offset_spread", self.pseudo_offset_spread >= 0, ">= 0 (0 = off)"),
+            ("pseudo_point_confidence", 0 <= self.pseudo_point_confidence < 1, "in [0, 1)"),
             ("pseudo_offset_split", self.pseudo_offset_split == 0 or self.pseudo_offset_split >= 2,
              "0 (off) or >= 2"),
             ("label_noise", 0 <= self.label_noise <= 1, "in [0, 1]"),

@@ -202,7 +202,8 @@ def label_batch(phi, psi, batch, cfg, meta, background):
             use_semantic=cfg.pseudo_semantic, use_offset=cfg.pseudo_offset,
             offset_to_semantic=cfg.offset_to_semantic, max_spread=cfg.pseudo_offset_spread,
             split_parts=cfg.pseudo_offset_split, min_points=cfg.cluster_min_points,
-            background_classes=background, background_threshold=cfg.pseudo_background)
+            background_classes=background, background_threshold=cfg.pseudo_background,
+            point_confidence=cfg.pseudo_point_confidence)
         yield batch["names"][b], {k: v.cpu() for k, v in labels.items()}
 
 

@@ -67,6 +67,10 @@ CLAIMS = [
      None, None),
     ("TWIST with the cut beats the same-schedule control", "method", "split", "control",
      None, None),
+    ("sure points only helps (method: confident over TWIST)", "method", "confident", "twist",
+     None, None),
+    ("TWIST with sure points only beats the same-schedule control", "method", "confident",
+     "control", None, None),
 ]
 
 
