@@ -18,6 +18,10 @@ predicted instance of its class with IoU >= 0.5), ``class`` (one of another clas
 ``merged`` (the instance sharing most of its points covers >= half of it but is more than twice
 as big: it joins it to other points), ``split`` (no instance covers half of it, but together
 they cover half), ``missed`` (less than half of it is in any instance).
+
+``--swap`` with two runs A and B also clusters A's offsets with B's semantics and the other way
+round, and each model's offsets with the true semantics (module A again,
+:func:`twist_lib.inference.recluster`): which of the two outputs makes the errors.
 """
 import argparse
 from dataclasses import replace
@@ -29,7 +33,8 @@ from twist_lib.data import gt_ids
 from twist_lib.data.dataset import SceneDataset
 from twist_lib.data.io import read_meta
 from twist_lib.evaluation import ClassSpec, InstanceEvaluator
-from twist_lib.inference import evaluate_model
+from twist_lib.inference import evaluate_model, recluster, true_class_probs
+from twist_lib.proposals import background_classes
 from twist_lib.runs import dataset_folder, run_config
 
 BINS = ("hit", "class", "merged", "split", "missed")
@@ -96,27 +101,52 @@ def ap50(preds, scenes, spec, min_size):
     return ev.result()["AP50"]
 
 
-def audit(run, round_index, scenes):
+def predictions(run, round_index, scenes):
+    """Val predictions of a run's round, the scenes, the class spec, config and meta."""
     cfg = run_config(run)
     root = dataset_folder(cfg, run)
     meta = read_meta(root)
-    spec = ClassSpec.from_meta(meta)
-    ckpt, _ = run_checkpoint(run, round_index)
-    phi, _ = load_models(ckpt, cfg, meta, "cpu")
+    phi, _ = load_models(run_checkpoint(run, round_index)[0], cfg, meta, "cpu")
     val = SceneDataset(root, "val", voxel_size=cfg.voxel_size, use_xyz_features=cfg.use_xyz_features)
     res = evaluate_model(phi, val, meta, replace(cfg, progress=False), "cpu", max_scenes=scenes,
                          keep_predictions=True)
-    preds = res["predictions"]
-    scn = [val[i] for i in range(len(preds))]
-    m = cfg.eval_min_region
-    row = {"AP50": res["AP50"]}
+    return res["predictions"], [val[i] for i in range(len(res["predictions"]))], cfg, meta
+
+
+def summary(preds, scenes, spec, min_size) -> dict:
+    """AP50 and the error bins of a list of predictions."""
+    row = {"AP50": ap50(preds, scenes, spec, min_size), **dict.fromkeys(BINS, 0)}
+    for p, s in zip(preds, scenes):
+        for k, v in error_bins(p, s, spec, min_size).items():
+            row[k] += v
+    return row
+
+
+def swap(run_a, run_b, round_index, scenes) -> list:
+    """``(offsets, semantics, summary)`` rows: each run as is, with the other's semantics and
+    with the true semantics."""
+    a, scn, cfg, meta = predictions(run_a, round_index, scenes)
+    b = predictions(run_b, round_index, scenes)[0]
+    spec, bg = ClassSpec.from_meta(meta), background_classes(meta)
+
+    def again(preds, probs):
+        return [recluster(p, cfg.cluster_radius, cfg.cluster_min_points, bg, probs=q)
+                for p, q in zip(preds, probs)]
+    truth = [true_class_probs(s["semantic"], spec.num_classes) for s in scn]
+    cases = [(run_a, run_a, a), (run_b, run_b, b),
+             (run_a, run_b, again(a, [p.probs for p in b])),
+             (run_b, run_a, again(b, [p.probs for p in a])),
+             (run_a, "true", again(a, truth)), (run_b, "true", again(b, truth))]
+    return [(o, sem, summary(p, scn, spec, cfg.eval_min_region)) for o, sem, p in cases]
+
+
+def audit(run, round_index, scenes):
+    preds, scn, cfg, meta = predictions(run, round_index, scenes)
+    spec, m = ClassSpec.from_meta(meta), cfg.eval_min_region
+    row = {"AP50": ap50(preds, scn, spec, m)}
     for name, tc, ts in (("true class", 1, 0), ("true score", 0, 1), ("both", 1, 1)):
         row[f"AP50 {name}"] = ap50([oracle(p, s, tc, ts) for p, s in zip(preds, scn)], scn, spec, m)
-    bins = dict.fromkeys(BINS, 0)
-    for p, s in zip(preds, scn):
-        for k, v in error_bins(p, s, spec, m).items():
-            bins[k] += v
-    row.update(bins)
+    row.update({k: v for k, v in summary(preds, scn, spec, m).items() if k != "AP50"})
     row["instances"] = sum(len(p.classes) for p in preds)
     return row
 
@@ -126,7 +156,17 @@ def main():
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--round", type=int, default=None)
     ap.add_argument("--scenes", type=int, default=100)
+    ap.add_argument("--swap", action="store_true",
+                    help="with two runs: each one's offsets with the other's semantics")
     a = ap.parse_args()
+    if a.swap:
+        if len(a.runs) != 2:
+            ap.error("--swap takes exactly two runs")
+        print("| offsets | semantics | AP50 | " + " | ".join(BINS) + " |")
+        print("|---" * (3 + len(BINS)) + "|")
+        for o, sem, row in swap(*a.runs, a.round, a.scenes):
+            print(f"| {o} | {sem} | {row['AP50']:.3f} | " + " | ".join(str(row[k]) for k in BINS) + " |")
+        return
     rows = [(r, audit(r, a.round, a.scenes)) for r in a.runs]
     keys = list(rows[0][1])
     print("| run | " + " | ".join(keys) + " |")
