@@ -143,10 +143,11 @@ def swap(run_a, run_b, round_index, scenes) -> list:
 def audit(run, round_index, scenes):
     preds, scn, cfg, meta = predictions(run, round_index, scenes)
     spec, m = ClassSpec.from_meta(meta), cfg.eval_min_region
-    row = {"AP50": ap50(preds, scn, spec, m)}
+    found = summary(preds, scn, spec, m)
+    row = {"AP50": found.pop("AP50")}
     for name, tc, ts in (("true class", 1, 0), ("true score", 0, 1), ("both", 1, 1)):
         row[f"AP50 {name}"] = ap50([oracle(p, s, tc, ts) for p, s in zip(preds, scn)], scn, spec, m)
-    row.update({k: v for k, v in summary(preds, scn, spec, m).items() if k != "AP50"})
+    row.update(found)
     row["instances"] = sum(len(p.classes) for p in preds)
     return row
 
